@@ -1,0 +1,15 @@
+"""The ``spartan`` command line: a thin layer, one module per command, over the library."""
+
+from __future__ import annotations
+
+import importlib
+
+from spartan_deploy.cli.app import app, run
+
+# Each module registers its commands on ``app`` when imported.
+_COMMAND_MODULES = ("info",)
+
+for _name in _COMMAND_MODULES:
+    importlib.import_module(f"spartan_deploy.cli.{_name}")
+
+__all__ = ["app", "run"]

@@ -1,0 +1,52 @@
+"""Shared fixtures and the gpu/tensorrt markers' skip logic."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    has_gpu = torch.cuda.is_available()
+    has_trt = importlib.util.find_spec("tensorrt") is not None
+    for item in items:
+        if "gpu" in item.keywords and not has_gpu:
+            item.add_marker(pytest.mark.skip(reason="no CUDA GPU on this machine"))
+        if "tensorrt" in item.keywords and not has_trt:
+            item.add_marker(pytest.mark.skip(reason="TensorRT is not installed "
+                                                    "(pip install 'spartan-deploy[tensorrt]')"))
+
+
+@pytest.fixture(scope="session")
+def official_fixture() -> dict:
+    """The official tiny model's state dict, input and logits (shared/, else tests/golden)."""
+    for path in (SHARED_FIXTURES / "official_tiny_parity.pt", GOLDEN / "official_tiny_parity.pt"):
+        if path.is_file():
+            return torch.load(path, weights_only=True)
+    pytest.skip("official fixture absent: ../shared/fixtures is not beside this clone and "
+                "tests/golden/official_tiny_parity.pt is missing")
+
+
+@pytest.fixture(scope="session")
+def tiny_config(official_fixture):
+    from spartan_deploy.model import ModelConfig
+    cfg = official_fixture["config"]
+    return ModelConfig(layer_depths=tuple(cfg["layer_depths"]),
+                       expand_ratios=tuple(cfg["expand_ratios"]), dims=tuple(cfg["dims"]),
+                       init_dim=cfg["init_dim"], num_classes=official_fixture["num_classes"])
+
+
+@pytest.fixture(scope="session")
+def tiny_model(official_fixture, tiny_config):
+    """Our model built from the official tiny config with the official weights, eval mode."""
+    from spartan_deploy.model import SpaRTAN
+    model = SpaRTAN(tiny_config)
+    model.load_state_dict(official_fixture["state_dict"])
+    return model.eval()
