@@ -1,6 +1,8 @@
 """Thin shim: ``python cli.py ...`` is the same as the ``spartan`` console script."""
 
+import sys
+
 from spartan_deploy.cli import run
 
 if __name__ == "__main__":
-    run()
+    sys.exit(run())

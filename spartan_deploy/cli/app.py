@@ -64,6 +64,22 @@ def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
     return decorate
 
 
+def parse_img_size(value: str) -> int:
+    """``--img-size``: an integer of at least 32 (the network's total stride)."""
+    try:
+        size = int(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an integer; give a size in pixels "
+                                 ">= 32") from None
+    if size < 32:
+        raise typer.BadParameter(f"{size} is too small; use 32 or more")
+    return size
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run())
+
+
 # Options shared by many commands, so their names and help read the same everywhere.
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", help="Bundled model name (see models/) or a model YAML file. "
@@ -75,15 +91,26 @@ TrustOpt = Annotated[bool, typer.Option(
     "--trust-checkpoint", help="Allow unpickling arbitrary objects (e.g. an OmegaConf "
                                "config) from a checkpoint you trust.")]
 ImgSizeOpt = Annotated[int | None, typer.Option(
-    "--img-size", help="Input size in pixels (>= 32). Default: the model's data config.")]
+    "--img-size", parser=parse_img_size, metavar="N", help="Input size in pixels (>= 32). Default: the model's data config.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")]
 
 
-def run() -> None:
-    """Console-script entry point."""
-    app(prog_name="spartan")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run())
+def run(argv: list[str] | None = None) -> int:
+    """Console-script entry point: usage errors become one line too, not a framed box."""
+    try:
+        result = app(args=argv, prog_name="spartan", standalone_mode=False)
+    except typer.Abort:
+        err_console.print("[yellow]interrupted[/]")
+        return 130
+    except typer.TyperException as err:  # Click's usage errors (Typer vendors Click)
+        ctx = getattr(err, "ctx", None)
+        hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+        message = err.format_message() if hasattr(err, "format_message") else str(err)
+        err_console.print(f"[bold red]error:[/] {message}{hint}", highlight=False,
+                          soft_wrap=True)
+        return int(getattr(err, "exit_code", 2))
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        return 130
+    return result if isinstance(result, int) else 0
