@@ -99,5 +99,5 @@ def probe_readable(listing: FolderListing) -> None:
 def decode(path: Path) -> Image.Image:
     """Fully decode one file (truncated data fails here, not later)."""
     with Image.open(path) as image:
-        image.load()
-        return image.copy() if image.mode != "P" else image.convert("RGBA")
+        image.load()  # pixel data stays usable after the file is closed
+        return image

@@ -27,7 +27,7 @@ from torch import nn
 
 from spartan_deploy.errors import ExportError
 from spartan_deploy.model.spartan import (
-    Block, CMixer, ConvNormAct, LayerNorm2d, SMixer, SpaRTAN, SqueezeExcite)
+    Block, CMixer, ConvNormAct, SMixer, SpaRTAN, SqueezeExcite)
 
 # Below this |1 + gamma| the feature-decomposition factor is not folded into proj_in
 # (dividing by it would lose precision); the block keeps the explicit form instead.
@@ -37,8 +37,14 @@ _MIN_FOLD_FACTOR = 0.05
 class PairMode(str, enum.Enum):
     """Where the wave mixer's per-pair 2x2 map goes."""
 
-    FOLD = "fold"  # into the following 3x3 conv (regrouped into whole pairs when needed)
-    CONV1X1 = "conv1x1"  # a separate grouped 1x1 conv, groups = neck / 2
+    AUTO = "auto"  # fold where the 3x3 conv's groups already hold whole pairs, else conv1x1
+    FOLD = "fold"  # always into the following 3x3 conv (regrouped into whole pairs)
+    CONV1X1 = "conv1x1"  # always a separate grouped 1x1 conv
+
+
+# Channels per group of the separate pair conv: 2 is the exact 2x2 block structure; a wider
+# block-diagonal group (zeros outside the pairs) can suit runtimes with blocked layouts.
+PAIR_CONV_GROUP_SIZE = 2
 
 
 def _fold_bn(conv: nn.Conv2d, norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,36 +178,51 @@ def pair_matrix(complex_weight: torch.Tensor) -> torch.Tensor:
     return matrix
 
 
-def _dense(weight: torch.Tensor, groups: int) -> torch.Tensor:
-    """A grouped conv weight (O, I/g, k, k) as the dense (O, I, k, k) weight."""
-    out_ch, per_group = weight.shape[:2]
-    dense = weight.new_zeros(out_ch, per_group * groups, *weight.shape[2:])
-    out_per_group = out_ch // groups
-    for g in range(groups):
-        rows = slice(g * out_per_group, (g + 1) * out_per_group)
-        dense[rows, g * per_group:(g + 1) * per_group] = weight[rows]
-    return dense
-
-
 def _grouped(dense: torch.Tensor, groups: int) -> torch.Tensor:
-    """The inverse of :func:`_dense` (the caller guarantees block-diagonal structure)."""
+    """The diagonal blocks of a block-diagonal (O, I, k, k) weight as a grouped weight."""
     out_ch, in_ch = dense.shape[:2]
-    per_group, out_per_group = in_ch // groups, out_ch // groups
-    blocks = [dense[g * out_per_group:(g + 1) * out_per_group,
-                    g * per_group:(g + 1) * per_group] for g in range(groups)]
-    return torch.cat(blocks, dim=0)
+    idx = torch.arange(groups)
+    blocks = dense.reshape(groups, out_ch // groups, groups, in_ch // groups, *dense.shape[2:])
+    return blocks[idx, :, idx].reshape(out_ch, in_ch // groups, *dense.shape[2:])
 
 
-def pair_fold_groups(neck: int, groups: int) -> int | None:
-    """Groups of the 3x3 conv after folding the pair map in, or None when it cannot be.
+def _fold_pair_matrix(weight: torch.Tensor, groups: int, matrix: torch.Tensor,
+                      new_groups: int) -> torch.Tensor:
+    """Grouped weight of ``conv(M x)`` with ``new_groups`` groups (each holds whole old groups
+    and whole pairs, so ``W M`` is block-diagonal at that grouping)."""
+    per_new = groups // new_groups  # old groups inside one new group: 1 or 2
+    out_ch, per_old = weight.shape[:2]
+    kernel = weight.shape[2:]
+    old = weight.reshape(new_groups, per_new, out_ch // groups, per_old, *kernel)
+    block = weight.new_zeros(new_groups, per_new, out_ch // groups, per_new, per_old, *kernel)
+    for i in range(per_new):
+        block[:, i, :, i] = old[:, i]
+    width = per_new * per_old
+    block = block.reshape(new_groups, out_ch // new_groups, width, *kernel)
+    idx = torch.arange(new_groups)
+    m_blocks = matrix.reshape(new_groups, width, new_groups, width)[idx, :, idx]
+    folded = torch.einsum("gopkl,gpq->goqkl", block, m_blocks)
+    return folded.reshape(out_ch, width, *kernel)
+
+
+def pair_fold_groups(neck: int, groups: int) -> int:
+    """Groups of the 3x3 conv after folding the pair map into it.
 
     The folded conv must see both channels of every pair inside one group: groups made of
-    whole pairs stay as they are; odd-sized groups are merged two by two.
+    whole pairs stay as they are; odd-sized groups are merged two by two (an even neck
+    split into odd-sized groups always has an even number of them).
     """
-    size = neck // groups
-    if size % 2 == 0:
-        return groups
-    return groups // 2 if groups % 2 == 0 else None
+    return groups if (neck // groups) % 2 == 0 else groups // 2
+
+
+def _fold_target(mode: PairMode, neck: int, groups: int) -> int | None:
+    """Groups of the folded 3x3 conv under ``mode``, or None to keep a separate pair conv."""
+    if mode is PairMode.CONV1X1:
+        return None
+    target = pair_fold_groups(neck, groups)
+    if mode is PairMode.AUTO and target != groups:
+        return None  # regrouping a depthwise conv costs more than the 1x1 pair conv saves
+    return target
 
 
 class ExportCMixer(nn.Module):
@@ -215,15 +236,16 @@ class ExportCMixer(nn.Module):
         matrix = pair_matrix(mixer.complex)
         unit = mixer.conv
         weight, bias = _fold_bn(unit.conv, unit.norm)
-        new_groups = pair_fold_groups(unit.conv.out_channels, unit.conv.groups)
-        if mode is PairMode.FOLD and new_groups is not None:
+        new_groups = _fold_target(mode, unit.conv.out_channels, unit.conv.groups)
+        if new_groups is not None:
             # conv(M f) has weight W M; M only mixes within pairs, so W M stays grouped.
-            dense = torch.einsum("oikl,ij->ojkl", _dense(weight, unit.conv.groups), matrix)
-            conv = _make_conv(unit.conv, _grouped(dense, new_groups), bias, new_groups)
+            folded = _fold_pair_matrix(weight, unit.conv.groups, matrix, new_groups)
+            conv = _make_conv(unit.conv, folded, bias, new_groups)
         else:
             n = matrix.shape[0]
-            self.pair = _make_conv(nn.Conv2d(n, n, 1, groups=n // 2, bias=False),
-                                   _grouped(matrix.view(n, n, 1, 1), n // 2), None)
+            size = PAIR_CONV_GROUP_SIZE if n % PAIR_CONV_GROUP_SIZE == 0 else 2
+            self.pair = _make_conv(nn.Conv2d(n, n, 1, groups=n // size, bias=False),
+                                   _grouped(matrix.view(n, n, 1, 1), n // size), None)
             conv = _make_conv(unit.conv, weight, bias)
         self.conv = nn.Sequential(conv, copy.deepcopy(unit.act))
         self.attn = ExportSE(mixer.attn)
@@ -277,7 +299,7 @@ class ExportSpaRTAN(nn.Module):
         return self.linear(x.mean(dim=(2, 3)))
 
 
-DEFAULT_PAIR_MODE = PairMode.FOLD
+DEFAULT_PAIR_MODE = PairMode.AUTO
 
 
 @torch.no_grad()

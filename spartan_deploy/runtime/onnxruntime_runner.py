@@ -15,6 +15,7 @@ import numpy as np
 from spartan_deploy._io import read_manifest
 from spartan_deploy.errors import MissingDependencyError, UsageError
 from spartan_deploy.runtime.base import Runner, RunnerInfo
+from spartan_deploy.runtime.manifest import manifest_input_size, manifest_source_hash
 from spartan_deploy.runtime.options import Device, OrtProvider, RunnerOptions
 
 _PROVIDER_NAMES = {
@@ -42,9 +43,9 @@ class OnnxRuntimeRunner(Runner):
         precision = graph_precision(self.path, manifest)
         device = "cpu" if self.provider is OrtProvider.CPU else "cuda"
         extra = {"provider": self.provider.value, "threads": self.options.threads,
-                 "input_size": _manifest_input_size(manifest),
+                 "input_size": manifest_input_size(manifest),
                  "data_config": manifest.get("data_config"),
-                 "source_sha256": _manifest_source_hash(manifest)}
+                 "source_sha256": manifest_source_hash(manifest)}
         self.info = RunnerInfo(f"onnxruntime-{self.provider.value} {precision}", "onnxruntime",
                                precision, device, self.path, extra)
 
@@ -55,6 +56,8 @@ class OnnxRuntimeRunner(Runner):
         if self.options.threads is not None:
             session_options.intra_op_num_threads = self.options.threads
             session_options.inter_op_num_threads = 1
+        if not self.options.ort_spinning:
+            session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session_options.log_severity_level = 3  # warnings about unused initialisers are noise
         try:
             self._session = ort.InferenceSession(str(self.path), session_options,
@@ -81,15 +84,6 @@ class OnnxRuntimeRunner(Runner):
         feed = {self._input_name: np.ascontiguousarray(images, dtype=self._input_dtype)}
         logits = self._session.run(None, feed)[0]
         return np.asarray(logits, dtype=np.float32)
-
-    def static_input_size(self) -> int | None:
-        """H (= W) when the graph fixes it, read from the file without a session."""
-        import onnx
-
-        model = onnx.load(str(self.path), load_external_data=False)
-        dims = model.graph.input[0].type.tensor_type.shape.dim
-        shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-        return _static_hw(shape)
 
 
 def _resolve_provider(options: RunnerOptions) -> OrtProvider:
@@ -139,25 +133,4 @@ def graph_precision(path: Path, manifest: dict[str, Any] | None = None) -> str:
 def _static_hw(shape: list[Any]) -> int | None:
     if len(shape) == 4 and isinstance(shape[2], int) and shape[2] == shape[3] and shape[2] > 0:
         return int(shape[2])
-    return None
-
-
-def _manifest_input_size(manifest: dict[str, Any]) -> int | None:
-    for holder in (manifest, manifest.get("options") or {}, manifest.get("data_config") or {}):
-        for key in ("img_size", "input_size"):
-            value = holder.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                return value
-    return None
-
-
-def _manifest_source_hash(manifest: dict[str, Any]) -> str | None:
-    for key in ("source_sha256", "weights_sha256", "checkpoint_sha256"):
-        value = manifest.get(key)
-        if isinstance(value, str):
-            return value
-    source = manifest.get("source")
-    if isinstance(source, dict):
-        value = source.get("sha256")
-        return value if isinstance(value, str) else None
     return None

@@ -54,6 +54,12 @@ class RunnerOptions:
     compile: bool = False
     provider: OrtProvider = OrtProvider.AUTO
     trust_checkpoint: bool = False
+    # ONNX Runtime's idle threads spin for the next run: fastest back to back (bench), but
+    # they starve other runtimes interleaved with it (eval runs several per batch).
+    ort_spinning: bool = True
+    # Device-event timing of engines covers execution only (trtexec --noDataTransfers); the
+    # bench's host clock still measures end-to-end with the copies.
+    no_host_copy: bool = False
 
     def __post_init__(self) -> None:
         if self.threads is not None and (isinstance(self.threads, bool)

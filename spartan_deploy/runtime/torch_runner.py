@@ -10,6 +10,7 @@ end-to-end time with host copies.
 from __future__ import annotations
 
 import contextlib
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,12 @@ class TorchRunner(Runner):
         if self.options.threads is not None:
             self._saved_threads = torch.get_num_threads()
             torch.set_num_threads(self.options.threads)
-        module = self._source.to(self._torch_device())
+        module = self._source
+        if self.device is Device.CUDA or self.options.channels_last:
+            # A copy: the caller's model stays on the CPU in its own memory format.
+            module = copy.deepcopy(module).to(self._torch_device())
         if self.options.channels_last:
-            module = module.to(memory_format=torch.channels_last)
+            _to_channels_last(module)
         if self.options.compile:
             # With CUDA graphs asked for too, let the compiler own them ("reduce-overhead").
             mode = "reduce-overhead" if self.options.cuda_graphs else None
@@ -60,7 +64,6 @@ class TorchRunner(Runner):
     def deactivate(self) -> None:
         self._graphs.clear()
         self._module = None
-        self._source.to("cpu")
         if self._saved_threads is not None:
             torch.set_num_threads(self._saved_threads)
             self._saved_threads = None
@@ -143,6 +146,14 @@ def _capture(forward: Any, example: torch.Tensor) -> _CapturedGraph:
     with torch.cuda.graph(graph):
         static_out = forward(static_in)
     return _CapturedGraph(graph, static_in, static_out)
+
+
+def _to_channels_last(module: nn.Module) -> None:
+    """4-D weights to NHWC; ``Module.to(memory_format=...)`` refuses the 5-D wave weights."""
+    with torch.no_grad():
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            if tensor.dim() == 4:
+                tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
 
 
 def _check_options(options: RunnerOptions, device: Device) -> None:

@@ -1,0 +1,217 @@
+"""Timing runners: warm-up excluded, inputs rotated over preallocated buffers, adaptive length.
+
+Every iteration is timed on the host clock around ``infer`` (end-to-end: host copies, the
+runtime, the device sync that returning host logits implies). Runners that time on the
+device (CUDA events: PyTorch on CUDA, TensorRT engines) also return compute-only times,
+which are summarised separately.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from spartan_deploy._io import read_manifest
+from spartan_deploy.bench.stats import TimingStats, compute_stats
+from spartan_deploy.errors import SpartanError, UsageError
+from spartan_deploy.runtime.base import Runner, RunnerInfo
+from spartan_deploy.runtime.manifest import manifest_input_size
+
+DEFAULT_DURATION_S = 3.0  # adaptive target per artefact and batch size
+MIN_ITERATIONS = 10  # adaptive runs time at least this many batches ...
+CAP_FACTOR = 4.0  # ... unless that takes longer than CAP_FACTOR * target,
+FLOOR_ITERATIONS = 3  # when they stop at this many (a slow batch on a small CPU)
+_BUFFER_BYTES = 1 << 30  # rotating inputs never take more than this much memory
+_clock = time.perf_counter  # one name for the host clock, so tests can drive it
+
+ProgressFn = Callable[[str, float], None]  # (what is running, fraction done in [0, 1])
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchOptions:
+    """How to time. Neither ``duration_s`` nor ``iterations``: adaptive run length."""
+
+    batch_sizes: tuple[int, ...] = (256,)
+    img_size: int | None = None
+    warmup_s: float = 1.0
+    duration_s: float | None = None
+    iterations: int | None = None
+    buffers: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.batch_sizes:
+            raise UsageError("no batch size given; pass --batch N or --batch 1,32,256")
+        for b in self.batch_sizes:
+            if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+                raise UsageError(f"batch size {b!r} must be a positive integer")
+        if self.warmup_s < 0:
+            raise UsageError(f"--warmup {self.warmup_s} must be 0 or more seconds")
+        if self.duration_s is not None and self.iterations is not None:
+            raise UsageError("give --duration or --iterations, not both")
+        if self.duration_s is not None and not self.duration_s > 0:
+            raise UsageError(f"--duration {self.duration_s} must be more than 0 seconds")
+        if self.iterations is not None and self.iterations < 1:
+            raise UsageError(f"--iterations {self.iterations} must be at least 1")
+        if self.buffers < 1:
+            raise UsageError(f"buffers {self.buffers} must be at least 1")
+
+    @property
+    def adaptive(self) -> bool:
+        return self.iterations is None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["batch_sizes"] = list(self.batch_sizes)
+        data["target_s"] = self.duration_s or DEFAULT_DURATION_S
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchResult:
+    """One artefact at one batch size."""
+
+    label: str
+    info: RunnerInfo
+    batch_size: int
+    img_size: int
+    warmup_iterations: int
+    latency: TimingStats  # end-to-end, host clock
+    compute: TimingStats | None = None  # device events, when the runtime measures them
+
+    @property
+    def throughput(self) -> float:
+        return self.latency.throughput
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label, "runtime": self.info.runtime, "precision": self.info.precision,
+            "device": self.info.device, "runner": self.info.name,
+            "artefact": str(self.info.artefact) if self.info.artefact else None,
+            "batch_size": self.batch_size, "img_size": self.img_size,
+            "warmup_iterations": self.warmup_iterations,
+            "latency": self.latency.to_dict(),
+            "compute": self.compute.to_dict() if self.compute else None,
+        }
+
+
+def make_buffers(batch_size: int, img_size: int, count: int, seed: int = 0) -> list[np.ndarray]:
+    """Distinct random inputs, so no runtime or cache sees the same batch twice in a row."""
+    one = batch_size * 3 * img_size * img_size * 4
+    count = max(1, min(count, _BUFFER_BYTES // max(1, one)))
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((batch_size, 3, img_size, img_size), dtype=np.float32)
+            for _ in range(count)]
+
+
+def time_runner(runner: Runner, batch_size: int, img_size: int, options: BenchOptions,
+                label: str | None = None, progress: ProgressFn | None = None) -> BenchResult:
+    """Time an ACTIVE runner at one batch size (warm-up first, not counted)."""
+    label = label or runner.info.name
+    buffers = make_buffers(batch_size, img_size, options.buffers, options.seed)
+    step = _Stepper(runner, buffers, label, batch_size, img_size)
+    if progress:
+        progress(f"{label} b{batch_size}", 0.0)
+    warm = _warm_up(step, options.warmup_s)
+    wall, device = _measure(step, options, label, batch_size, progress)
+    compute = compute_stats(device, batch_size) if len(device) == len(wall) else None
+    return BenchResult(label, runner.info, batch_size, img_size, warm,
+                       compute_stats(wall, batch_size), compute)
+
+
+class _Stepper:
+    """One timed inference per call, rotating over the buffers."""
+
+    def __init__(self, runner: Runner, buffers: list[np.ndarray], label: str,
+                 batch_size: int, img_size: int) -> None:
+        self.runner, self.buffers, self.label = runner, buffers, label
+        self.shape = (batch_size, 3, img_size, img_size)
+        self.index = 0
+
+    def __call__(self) -> tuple[float, float | None]:
+        images = self.buffers[self.index % len(self.buffers)]
+        self.index += 1
+        start = _clock()
+        try:
+            _, device_ms = self.runner.infer_timed(images)
+        except SpartanError:
+            raise
+        except Exception as err:  # runtimes raise their own untyped errors
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise UsageError(f"{self.label}: inference on a batch of shape {list(self.shape)} "
+                             f"failed ({first}); check --batch and --img-size") from None
+        return (_clock() - start) * 1000.0, device_ms
+
+
+def _warm_up(step: _Stepper, warmup_s: float) -> int:
+    if warmup_s <= 0:
+        return 0
+    count, start = 0, _clock()
+    # One call at least (it pays lazy initialisation and allocation), then until warmup_s.
+    while count < 1 or _clock() - start < warmup_s:
+        step()
+        count += 1
+    return count
+
+
+def _measure(step: _Stepper, options: BenchOptions, label: str, batch_size: int,
+             progress: ProgressFn | None) -> tuple[list[float], list[float]]:
+    wall: list[float] = []
+    device: list[float] = []
+    target = options.duration_s or DEFAULT_DURATION_S
+    minimum = MIN_ITERATIONS if options.duration_s is None else FLOOR_ITERATIONS
+    start = _clock()
+    description = f"{label} b{batch_size}"
+    while True:
+        ms, device_ms = step()
+        wall.append(ms)
+        if device_ms is not None:
+            device.append(device_ms)
+        elapsed = _clock() - start
+        done, fraction = _finished(options, len(wall), elapsed, target, minimum)
+        if progress:
+            progress(description, fraction)
+        if done:
+            return wall, device
+
+
+def _finished(options: BenchOptions, count: int, elapsed: float, target: float,
+              minimum: int) -> tuple[bool, float]:
+    if options.iterations is not None:
+        return count >= options.iterations, count / options.iterations
+    if elapsed >= target and count >= minimum:
+        return True, 1.0
+    if elapsed >= CAP_FACTOR * target and count >= FLOOR_ITERATIONS:
+        return True, 1.0
+    return False, min(elapsed / target, count / minimum, 0.99)
+
+
+def bench_runners(runners: Sequence[tuple[str, Runner]], options: BenchOptions,
+                  progress: ProgressFn | None = None) -> list[BenchResult]:
+    """Time every (label, runner) at every batch size; each runner is active only while timed."""
+    results: list[BenchResult] = []
+    for label, runner in runners:
+        with runner:
+            size = resolve_img_size(runner, options.img_size, label)
+            for batch in options.batch_sizes:
+                results.append(time_runner(runner, batch, size, options, label, progress))
+    return results
+
+
+def resolve_img_size(runner: Runner, requested: int | None, label: str) -> int:
+    """--img-size, else the size the artefact records or fixes; never a silent guess."""
+    if requested is not None:
+        return requested
+    size = runner.info.extra.get("input_size")
+    if isinstance(size, int) and size > 0:
+        return size
+    if runner.info.artefact is not None:  # e.g. an engine's sidecar
+        size = manifest_input_size(read_manifest(runner.info.artefact))
+        if size is not None:
+            return size
+    raise UsageError(f"cannot tell the input size of {label!r} (no manifest, dynamic "
+                     "shape); pass --img-size N")

@@ -1,0 +1,220 @@
+"""``spartan bench`` (latency/throughput) and ``spartan eval`` (accuracy/agreement)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from spartan_deploy._io import check_output_path
+from spartan_deploy.bench import (
+    AccuracySpec, BenchOptions, BenchReport, EvalOptions, EvalReport, run_bench, run_eval)
+from spartan_deploy.bench.bench import AUTO_DATA
+from spartan_deploy.cli.app import (
+    ForceOpt, ImgSizeOpt, ModelOpt, TrustOpt, WeightsOpt, command, console, err_console)
+from spartan_deploy.errors import UsageError
+from spartan_deploy.model import validate_img_size
+from spartan_deploy.report import REPORT_JSON, REPORT_MD, REPORT_PNG, write_report
+from spartan_deploy.report.tables import (
+    BENCH_HEADERS, EVAL_HEADERS, TEXT_COLUMNS, bench_accuracy_rows, bench_rows, compute_rows,
+    eval_rows)
+from spartan_deploy.report.write import write_report_json
+from spartan_deploy.runtime import Device, Precision, RunnerOptions
+
+ArtefactsArg = Annotated[list[Path] | None, typer.Argument(
+    help="Artefacts: .pt checkpoint, .onnx, .plan. None: the default model in every form "
+         "present or cheap to make (PyTorch, FP32 ONNX, INT8 ONNX, engines with TensorRT).",
+    show_default=False)]
+JsonPathOpt = Annotated[Path | None, typer.Option(
+    "--json", help="Also write the full results (machine, versions, every figure) here.")]
+ReportOpt = Annotated[Path | None, typer.Option(
+    "--report", help="Write report.md, report.json and accuracy_vs_throughput.png here.")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    "--threads", help="CPU threads for PyTorch / ONNX Runtime. Default: the library's.")]
+DeviceOpt = Annotated[Device, typer.Option(
+    "--device", help="auto: CUDA when present, else CPU.")]
+DataOpt = Annotated[str | None, typer.Option(
+    "--data", help="'digits' or a folder with class sub-folders.")]
+LimitOpt = Annotated[int | None, typer.Option(
+    "--limit", help="Use a seeded subset of this many images.")]
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    """``256`` or ``1,32,256`` -> (1, 32, 256); zero, negatives and non-integers are errors."""
+    sizes = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise UsageError(f"--batch {text!r}: {part!r} is not a positive integer; "
+                             "e.g. --batch 256 or --batch 1,32,256")
+        sizes.append(int(part))
+    return tuple(dict.fromkeys(sizes))
+
+
+def check_outputs(json_path: Path | None, report_dir: Path | None, force: bool) -> None:
+    """Refuse existing outputs before any slow work (never overwrite without --force)."""
+    if json_path is not None:
+        check_output_path(json_path, force)
+    if report_dir is not None:
+        if report_dir.exists() and not report_dir.is_dir():
+            raise UsageError(f"--report {str(report_dir)!r} is a file; give a folder")
+        for name in (REPORT_JSON, REPORT_MD, REPORT_PNG):
+            check_output_path(report_dir / name, force)
+
+
+class _Bars:
+    """Rich progress bars on stderr, one per (artefact, batch) phase."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                                 console=err_console, transient=False)
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> _Bars:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def fraction(self, description: str, done: float) -> None:
+        if description not in self.tasks:
+            self.tasks[description] = self.progress.add_task(description, total=1.0)
+        self.progress.update(self.tasks[description], completed=done)
+
+    def images(self, total: int) -> None:
+        self.tasks["eval"] = self.progress.add_task("evaluating", total=total)
+
+    def advance(self, count: int) -> None:
+        self.progress.advance(self.tasks["eval"], count)
+
+
+@command("bench")
+def bench(
+    artefacts: ArtefactsArg = None,
+    batch: Annotated[str, typer.Option(
+        "--batch", "-b", help="Batch size or comma list, e.g. 256 or 1,32,256.")] = "256",
+    img_size: ImgSizeOpt = None,
+    warmup: Annotated[float, typer.Option("--warmup", help="Warm-up seconds (excluded).")]
+        = 1.0,
+    duration: Annotated[float | None, typer.Option(
+        "--duration", help="Seconds to time each artefact and batch. Default: adaptive.")]
+        = None,
+    iterations: Annotated[int | None, typer.Option(
+        "--iterations", help="Time exactly this many batches instead of a duration.")] = None,
+    threads: ThreadsOpt = None, device: DeviceOpt = Device.AUTO,
+    precision: Annotated[Precision, typer.Option(
+        "--precision", help="PyTorch autocast precision.")] = Precision.FP32,
+    channels_last: Annotated[bool, typer.Option("--channels-last")] = False,
+    cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs")] = False,
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile.")] = False,
+    data: Annotated[str | None, typer.Option(
+        "--data", help="Also score accuracy on 'digits' or a labelled folder ('none': skip). "
+                       "Default: with no artefact, the test data the checkpoint records "
+                       "(digits for the bundled model).")] = None,
+    limit: LimitOpt = None, json_path: JsonPathOpt = None, report: ReportOpt = None,
+    force: ForceOpt = False, model: ModelOpt = None, weights: WeightsOpt = None,
+    trust_checkpoint: TrustOpt = False,
+) -> None:
+    """Latency (mean, median, p90/95/99, min, max) and throughput of artefacts."""
+    validate_img_size(img_size)
+    options = BenchOptions(parse_batches(batch), img_size, warmup, duration, iterations)
+    runner_options = RunnerOptions(device=device, precision=precision, threads=threads,
+                                   channels_last=channels_last, cuda_graphs=cuda_graphs,
+                                   compile=compile_model, trust_checkpoint=trust_checkpoint)
+    check_outputs(json_path, report, force)
+    accuracy = None if data and data.lower() == "none" else AccuracySpec(data or AUTO_DATA, limit)
+    with _Bars() as bars:
+        result = run_bench(artefacts or [], options, runner_options, accuracy,
+                           progress=bars.fraction,
+                           note=lambda m: err_console.print(f"[yellow]note:[/] {m}"),
+                           model=model, weights=weights)
+    _print_bench(result)
+    _write_outputs(result, json_path, report, force)
+
+
+@command("eval")
+def eval_command(
+    artefacts: Annotated[list[Path], typer.Argument(
+        help="Artefacts to score: .pt checkpoint, .onnx, .plan.", show_default=False)],
+    data: Annotated[str, typer.Option(
+        "--data", help="'digits' or a folder with class sub-folders (labels).")],
+    limit: LimitOpt = None,
+    batch: Annotated[str, typer.Option("--batch", "-b", help="Batch size.")] = "64",
+    workers: Annotated[int | None, typer.Option(
+        "--workers", help="Image decode threads. Default: up to 8.")] = None,
+    threads: ThreadsOpt = None, device: DeviceOpt = Device.AUTO,
+    json_path: JsonPathOpt = None, report: ReportOpt = None, force: ForceOpt = False,
+    trust_checkpoint: TrustOpt = False,
+) -> None:
+    """Top-1/top-5 on labelled data and agreement with the FP32 reference."""
+    sizes = parse_batches(batch)
+    if len(sizes) != 1:
+        raise UsageError(f"--batch {batch!r}: eval takes one batch size")
+    options = EvalOptions(data, limit, sizes[0], workers)
+    runner_options = RunnerOptions(device=device, threads=threads,
+                                   trust_checkpoint=trust_checkpoint)
+    check_outputs(json_path, report, force)
+    with _Bars() as bars:
+        result = run_eval(artefacts, options, runner_options, progress=bars.advance,
+                          on_start=bars.images)
+    _print_eval(result)
+    _write_outputs(result, json_path, report, force)
+
+
+_WIDE = 160  # width for output that is not a terminal (pipes, logs, tests)
+
+
+def _show(table: Table) -> None:
+    """Print a table whole: a pipe has no width, so give it room rather than wrap cells."""
+    target = console if console.is_terminal else Console(width=max(console.width, _WIDE))
+    target.print(table)
+
+
+def _table(title: str, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i < TEXT_COLUMNS else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _print_bench(report: BenchReport) -> None:
+    env = report.env
+    where = (env.get("gpu") or {}).get("name") or env["machine"]["cpu"]
+    _show(_table(f"spartan bench on {where}: latency in ms per batch", BENCH_HEADERS,
+                         bench_rows(report)))
+    if compute := compute_rows(report):
+        _show(_table("compute only (device events)", ("artefact", "batch", "mean ms",
+                             "median", "p99", "img/s"), compute))
+    if report.accuracy:
+        data = report.data or {}
+        _show(_table(f"accuracy on {data.get('source')} ({data.get('count')} images)",
+                             ("artefact", "images", "top-1", "top-5", "top-1 agree",
+                              "max |Δlogit|", "mean |Δlogit|"), bench_accuracy_rows(report)))
+
+
+def _print_eval(report: EvalReport) -> None:
+    data = report.data
+    title = (f"spartan eval on {data.get('source')} ({data.get('split')}, "
+             f"{data.get('count')} images); reference: {report.reference or 'none'}")
+    _show(_table(title, EVAL_HEADERS, eval_rows(report)))
+    for message in report.notes:
+        err_console.print(f"[yellow]note:[/] {message}")
+
+
+def _write_outputs(report: BenchReport | EvalReport, json_path: Path | None,
+                   report_dir: Path | None, force: bool) -> None:
+    if json_path is not None:
+        write_report_json(report, json_path, force)
+        console.print(f"wrote {json_path}")
+    if report_dir is not None:
+        files = write_report(report, report_dir, force)
+        console.print(f"wrote {files.markdown}, {files.json}, {files.plot}")

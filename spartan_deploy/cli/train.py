@@ -1,0 +1,75 @@
+"""``spartan train``: fit a SpaRTAN on digits or an image folder; save the best checkpoint."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from spartan_deploy.cli.app import (
+    ForceOpt, ImgSizeOpt, ModelOpt, TrustOpt, WeightsOpt, command, console)
+from spartan_deploy.train import Augment, RichProgress, TrainOptions, TrainResult, train
+
+
+@command("train")
+def train_command(
+    data: Annotated[str, typer.Option(
+        "--data", "-d", help="'digits' (built in) or a folder with train/ and val/ (or test/) "
+                             "sub-folders, each holding one sub-folder per class.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint to write.")],
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 30,
+    batch: Annotated[int, typer.Option("--batch", help="Batch size.")] = 128,
+    lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")] = 2e-3,
+    warmup_epochs: Annotated[float, typer.Option("--warmup-epochs")] = 2.0,
+    label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.1,
+    augment: Annotated[Augment, typer.Option("--augment")] = Augment.SHIFT,
+    img_size: ImgSizeOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds init, data order, augmentation.")]
+    = 0,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", help="Train on a seeded subset of this many images.")] = None,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", help="PyTorch threads (results are reproducible per thread count).")]
+    = None,
+    force: ForceOpt = False,
+    trust_checkpoint: TrustOpt = False,
+) -> None:
+    """Train with AdamW, warm-up + cosine, label smoothing; keep the best test epoch."""
+    options = TrainOptions(epochs=epochs, batch_size=batch, lr=lr, warmup_epochs=warmup_epochs,
+                           label_smoothing=label_smoothing, augment=augment, img_size=img_size,
+                           seed=seed, limit=limit, threads=threads)
+    recorded = _command_line(model, weights, data, output, options)
+    result = train(data, output, options, model, weights, trust_checkpoint, force,
+                   RichProgress(console), recorded)
+    _report(result)
+
+
+def _command_line(model: str | None, weights: Path | None, data: str, output: Path,
+                  options: TrainOptions) -> str:
+    """The run spelled out with every value that decides its result (recorded in the
+    checkpoint so it can be reproduced even if defaults change)."""
+    words = ["spartan", "train"]
+    words += ["--model", model] if model else []
+    words += ["--weights", str(weights)] if weights else []
+    words += ["--data", data, "--epochs", str(options.epochs), "--batch",
+              str(options.batch_size), "--lr", f"{options.lr:g}", "--warmup-epochs",
+              f"{options.warmup_epochs:g}", "--label-smoothing", f"{options.label_smoothing:g}",
+              "--augment", options.augment.value, "--seed", str(options.seed)]
+    for flag, value in (("--img-size", options.img_size), ("--limit", options.limit),
+                        ("--threads", options.threads)):
+        words += [flag, str(value)] if value is not None else []
+    return shlex.join([*words, "-o", str(output)])
+
+
+def _report(result: TrainResult) -> None:
+    best = result.best
+    console.print(f"wrote [bold]{result.output}[/]: best epoch {best.epoch}/"
+                  f"{len(result.history)}, test top-1 {best.test_top1:.2%} "
+                  f"({result.test_count} images), {result.wall_seconds:.0f} s", highlight=False)
+    if result.skipped:
+        console.print(f"[yellow]skipped {result.skipped} unreadable image(s)[/], e.g. "
+                      f"{result.skipped_files[0]}", highlight=False)

@@ -1,0 +1,113 @@
+"""The bundled calibration set: seeded digits from the TRAIN split, as PNGs with a manifest.
+
+``calib/manifest.json`` lists every file with its sha256, its index among the 1,797 digits
+and its label, so anyone can check that no test image leaked into calibration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from spartan_deploy._io import sha256_file, write_json
+from spartan_deploy.data.digits import (
+    DIGITS_FILE,
+    digit_pixels,
+    digits_labels,
+    digits_split,
+)
+from spartan_deploy.errors import DataError, OutputExistsError, UsageError
+
+DEFAULT_CALIB_DIR = Path(__file__).resolve().parents[2] / "calib"
+MANIFEST_NAME = "manifest.json"
+DEFAULT_COUNT = 512
+DEFAULT_SEED = 0
+
+
+def calibration_indices(count: int = DEFAULT_COUNT, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """A seeded, sorted choice of ``count`` digits from the train split (never test)."""
+    train = digits_split("train")
+    if not 1 <= count <= len(train):
+        raise UsageError(f"calibration count {count} is out of range; use 1..{len(train)}")
+    return np.sort(np.random.default_rng(seed).choice(train, size=count, replace=False))
+
+
+def make_digits_calibration(folder: str | Path = DEFAULT_CALIB_DIR, count: int = DEFAULT_COUNT,
+                            seed: int = DEFAULT_SEED, force: bool = False) -> Path:
+    """Write the PNGs and manifest into a temporary folder, then move it into place."""
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()) and not force:
+        raise OutputExistsError(f"calibration folder {str(folder)!r} is not empty; pass "
+                                "--force to regenerate it")
+    labels = digits_labels()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        entries = []
+        for index in calibration_indices(count, seed).tolist():
+            name = f"digit_{index:04d}.png"
+            Image.fromarray(digit_pixels(index)).save(staging / name, optimize=False)
+            entries.append({"file": name, "sha256": sha256_file(staging / name),
+                            "source_index": index, "label": int(labels[index])})
+        write_json(staging / MANIFEST_NAME, _manifest(entries, seed))
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(staging)
+    return folder
+
+
+def _manifest(entries: list[dict[str, Any]], seed: int) -> dict[str, Any]:
+    return {
+        "dataset": "digits",
+        "description": "UCI Optical Recognition of Handwritten Digits (CC BY 4.0), 8x8 grey, "
+                       "pixel counts 0..16 scaled to 0..255; see "
+                       "spartan_deploy/data/DIGITS_LICENSE.md",
+        "split": "train",
+        "seed": seed,
+        "count": len(entries),
+        "source_file": DIGITS_FILE.name,
+        "source_sha256": sha256_file(DIGITS_FILE),
+        "generator": "scripts/make_calib.py",
+        "files": entries,
+    }
+
+
+def read_calibration_manifest(folder: str | Path = DEFAULT_CALIB_DIR) -> dict[str, Any]:
+    path = Path(folder) / MANIFEST_NAME
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"calibration manifest {str(path)!r} is missing or unreadable "
+                        f"({err}); regenerate it with scripts/make_calib.py") from None
+
+
+def check_calibration(folder: str | Path = DEFAULT_CALIB_DIR) -> list[str]:
+    """Problems with a calibration folder against its manifest (empty list: all good)."""
+    folder = Path(folder)
+    manifest = read_calibration_manifest(folder)
+    problems = []
+    listed = {entry["file"] for entry in manifest["files"]}
+    on_disk = {p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST_NAME}
+    problems += [f"{name}: on disk, not in the manifest" for name in sorted(on_disk - listed)]
+    problems += [f"{name}: in the manifest, missing" for name in sorted(listed - on_disk)]
+    test = set(digits_split("test").tolist())
+    labels = digits_labels()
+    for entry in manifest["files"]:
+        path = folder / entry["file"]
+        if path.is_file() and sha256_file(path) != entry["sha256"]:
+            problems.append(f"{entry['file']}: sha256 differs from the manifest")
+        if entry["source_index"] in test:
+            problems.append(f"{entry['file']}: digit {entry['source_index']} is a test image")
+        if int(labels[entry["source_index"]]) != entry["label"]:
+            problems.append(f"{entry['file']}: label {entry['label']} is wrong")
+    return problems

@@ -1,0 +1,149 @@
+"""Engine build options: precision, the dynamic-batch profile and the TensorRT builder knobs.
+
+Everything here is validated before any work starts, with a one-line message naming the bad
+value; nothing in this module needs TensorRT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from pathlib import Path
+from typing import Any
+
+from spartan_deploy.errors import UsageError
+
+MAX_OPT_LEVEL = 5
+DEFAULT_WORKSPACE = 4 << 30
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+
+
+class Precision(str, enum.Enum):
+    """What the engine computes in; the graph carries it (strong typing)."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"  # Q/DQ graph, the rest FP32
+    INT8_FP16 = "int8+fp16"  # Q/DQ graph, the rest FP16
+
+    @property
+    def file_tag(self) -> str:
+        """Infix of artefact names: model.<tag>.onnx / model.<tag>.plan."""
+        return {"fp32": "fp32", "fp16": "fp16", "int8": "int8.trt",
+                "int8+fp16": "int8.fp16"}[self.value]
+
+
+class HardwareCompat(str, enum.Enum):
+    """``--hw-compat``: which GPUs besides the building one may run the engine."""
+
+    NONE = "none"  # only GPUs of the building GPU's compute capability
+    AMPERE_PLUS = "ampere+"  # any Ampere or newer GPU (compute capability >= 8.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchProfile:
+    """The optimization profile of the dynamic batch axis."""
+
+    min: int = 1
+    opt: int = 32
+    max: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("min", "opt", "max"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"--{name}-batch {value!r} must be a positive integer")
+        if not self.min <= self.opt <= self.max:
+            raise UsageError(f"batch profile needs min <= opt <= max, got --min-batch "
+                             f"{self.min} --opt-batch {self.opt} --max-batch {self.max}")
+
+    def shapes(self, chw: tuple[int, int, int]) -> dict[str, tuple[int, ...]]:
+        return {k: (getattr(self, k), *chw) for k in ("min", "opt", "max")}
+
+    def to_dict(self) -> dict[str, int]:
+        return {"min": self.min, "opt": self.opt, "max": self.max}
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildOptions:
+    """TensorRT builder settings (``spartan build-engine``)."""
+
+    profile: BatchProfile = BatchProfile()
+    workspace: int = DEFAULT_WORKSPACE  # bytes
+    timing_cache: Path | None = None
+    opt_level: int | None = None  # None: TensorRT's default (3)
+    hw_compat: HardwareCompat = HardwareCompat.NONE
+    version_compatible: bool = False
+    sparsity: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.workspace, bool) or not isinstance(self.workspace, int) \
+                or self.workspace < 1:
+            raise UsageError(f"--workspace {self.workspace!r} must be a positive size")
+        if self.opt_level is not None and (isinstance(self.opt_level, bool)
+                                           or not isinstance(self.opt_level, int)
+                                           or not 0 <= self.opt_level <= MAX_OPT_LEVEL):
+            raise UsageError(f"--opt-level {self.opt_level!r} must be an integer from 0 to "
+                             f"{MAX_OPT_LEVEL}")
+        try:
+            HardwareCompat(self.hw_compat)
+        except ValueError:
+            raise UsageError(f"--hw-compat {self.hw_compat!r} is not known; use one of "
+                             f"{', '.join(h.value for h in HardwareCompat)}") from None
+        if self.timing_cache is not None:
+            check_timing_cache(Path(self.timing_cache))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile.to_dict(), "workspace_bytes": self.workspace,
+            "timing_cache": str(self.timing_cache) if self.timing_cache else None,
+            "opt_level": self.opt_level, "hw_compat": HardwareCompat(self.hw_compat).value,
+            "version_compatible": self.version_compatible, "sparsity": self.sparsity,
+        }
+
+
+def parse_size(text: str | int) -> int:
+    """``512M``, ``4G``, ``1.5GiB``, ``1048576`` -> bytes (binary units, case-insensitive)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 1:
+            raise UsageError(f"--workspace {text} must be positive")
+        return text
+    match = _SIZE.match(str(text))
+    if not match:
+        raise UsageError(f"--workspace {text!r} is not a size; write it like 512M or 4G")
+    number, unit = float(match.group(1)), match.group(2).upper()
+    size = int(number * _UNITS[unit])
+    if size < 1:
+        raise UsageError(f"--workspace {text!r} must be more than zero bytes")
+    return size
+
+
+def check_timing_cache(path: Path) -> Path:
+    """A timing cache is created when missing and reused when present: a file or nothing."""
+    if path.exists() and not path.is_file():
+        raise UsageError(f"--timing-cache {str(path)!r} is not a file; give a file path")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"--timing-cache folder {str(parent)!r} does not exist; create it "
+                         "first")
+    return path
+
+
+def precision_from_flags(fp16: bool, int8: bool, calib: Path | None,
+                         source_has_qdq: bool) -> Precision:
+    """The precision that ``--fp16`` / ``--int8 --calib`` ask for, given the source graph."""
+    if calib is not None and not int8:
+        raise UsageError("--calib is only used with --int8; add --int8 or drop --calib")
+    if int8 and calib is None:
+        raise UsageError("--int8 needs calibration images: add --calib DIR (e.g. --calib "
+                         "calib/)")
+    if int8 and source_has_qdq:
+        raise UsageError("the source ONNX is already quantized (it has Q/DQ nodes); drop "
+                         "--int8 --calib, and add --fp16 to convert the rest to FP16")
+    if int8:
+        return Precision.INT8_FP16
+    if source_has_qdq:
+        return Precision.INT8_FP16 if fp16 else Precision.INT8
+    return Precision.FP16 if fp16 else Precision.FP32

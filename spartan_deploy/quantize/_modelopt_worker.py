@@ -1,0 +1,48 @@
+"""Child process that runs Model Optimizer's ONNX INT8 PTQ (see backends.quantize_tensorrt).
+
+Usage: ``python -m spartan_deploy.quantize._modelopt_worker SPEC.json``. The activation
+scales come from the TensorRT calibration cache named in the spec; the one sample image
+only feeds Model Optimizer's own shape probes (its ranges are replaced by the cache).
+Exit status 0 on success; otherwise the last stderr line says why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import sys
+from pathlib import Path
+
+
+def main(spec_path: str) -> int:
+    spec = json.loads(Path(spec_path).read_text())
+    import numpy as np
+    from modelopt.onnx.quantization import quantize
+
+    work = Path(spec["workdir"])
+    # Model Optimizer writes intermediate files beside its input: give it a private copy.
+    source = work / "source.onnx"
+    shutil.copyfile(spec["source"], source)
+    sample = np.load(spec["sample"])
+    shape = "x".join(str(d) for d in sample.shape)
+    # Names are matched as regular expressions by Model Optimizer: escape and anchor them.
+    patterns = [re.escape(name) + "$" for name in spec["exclude"]]
+    quantize(
+        str(source), quantize_mode="int8", calibration_data={spec["input_name"]: sample},
+        calibration_shapes=f"{spec['input_name']}:{shape}", calibration_method="max",
+        calibration_cache_path=spec["cache"], calibration_eps=["cpu"],
+        nodes_to_exclude=patterns or None, high_precision_dtype="fp32",
+        output_path=spec["output"], log_level="ERROR")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.ERROR)
+    try:
+        sys.exit(main(sys.argv[1]))
+    except Exception as err:  # reported to the parent as one line
+        text = str(err).strip().splitlines()
+        print(f"{type(err).__name__}: {text[0] if text else ''}", file=sys.stderr)
+        sys.exit(1)

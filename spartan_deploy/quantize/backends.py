@@ -1,0 +1,114 @@
+"""The two Q/DQ writers, both fed the cached calibration ranges.
+
+- ``cpu``: ONNX Runtime's ``quantize_static``: UINT8 activations (asymmetric), INT8 weights
+  per channel, QDQ format (ONNX Runtime fuses DQ -> Conv -> Q into QLinearConv when it loads
+  the graph). Only plain (groups == 1) convolutions and matmuls are quantized: measured on
+  this project's CPU, ONNX Runtime's INT8 kernels for grouped and depthwise convolutions are
+  slower than its FP32 ones, and every extra Q/DQ boundary costs a pass over the tensor.
+- ``tensorrt``: Model Optimizer's ONNX PTQ (signed INT8, symmetric, per-channel weights,
+  Q/DQ placed where TensorRT fuses them). It runs in a child process because it patches
+  ONNX Runtime's quantizer registries process-wide, which would change the ``cpu`` result
+  of a later call; the ranges reach it as a TensorRT calibration cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from spartan_deploy.errors import MissingDependencyError, QuantizationError
+from spartan_deploy.quantize.calibration import Ranges
+from spartan_deploy.quantize.options import CalibMethod
+
+CPU_OP_TYPES = ("Conv", "Gemm", "MatMul")
+TRT_CACHE_HEADER = "TRT-8501-EntropyCalibration2"
+_INT8_MAX = 127.0
+WORKER_MODULE = "spartan_deploy.quantize._modelopt_worker"
+
+
+def quantize_cpu(source: Path, output: Path, ranges: Ranges, method: CalibMethod,
+                 exclude: list[str]) -> None:
+    """Write the ONNX Runtime CPU Q/DQ graph of ``source`` to ``output``."""
+    from onnxruntime.quantization import (
+        CalibrationMethod, QuantFormat, QuantType, quantize_static)
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+
+    ort_method = {CalibMethod.ENTROPY: CalibrationMethod.Entropy,
+                  CalibMethod.MAX: CalibrationMethod.MinMax,
+                  CalibMethod.PERCENTILE: CalibrationMethod.Percentile}[method]
+    data = {name: TensorData(lowest=np.float32(lo), highest=np.float32(hi))
+            for name, (lo, hi) in ranges.items()}
+    with tempfile.TemporaryDirectory(prefix="spartan-q-") as tmp:
+        cache = Path(tmp) / "ranges.json"
+        save_tensors_data(TensorsData(ort_method, data), cache)
+        try:
+            quantize_static(
+                str(source), str(output), None, quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(CPU_OP_TYPES), per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude, calibrate_method=ort_method,
+                calibration_providers=["CPUExecutionProvider"], calibration_cache_path=cache,
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        except Exception as err:  # ORT's quantizer raises assorted types
+            raise QuantizationError(f"ONNX Runtime quantization failed: {_first(err)}") from None
+
+
+def write_trt_cache(path: Path, ranges: Ranges) -> None:
+    """TensorRT's calibration cache text: one ``tensor: big-endian float scale`` per line."""
+    lines = [TRT_CACHE_HEADER]
+    for name, (low, high) in ranges.items():
+        amax = max(abs(low), abs(high))
+        # A constant-zero tensor gets scale 1, as ONNX Runtime's own calibration gives it.
+        scale = amax / _INT8_MAX if amax > 0 else 1.0
+        lines.append(f"{name}: {struct.pack('!f', scale).hex()}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def quantize_tensorrt(source: Path, output: Path, ranges: Ranges, sample: np.ndarray,
+                      input_name: str, exclude: list[str]) -> None:
+    """Write the TensorRT Q/DQ graph of ``source`` with Model Optimizer (child process)."""
+    check_modelopt()
+    with tempfile.TemporaryDirectory(prefix="spartan-mo-") as tmp:
+        work = Path(tmp)
+        write_trt_cache(work / "calib.cache", ranges)
+        np.save(work / "sample.npy", np.ascontiguousarray(sample[:1], dtype=np.float32))
+        spec = {"source": str(source), "output": str(output), "cache": str(work / "calib.cache"),
+                "sample": str(work / "sample.npy"), "input_name": input_name,
+                "exclude": exclude, "workdir": str(work)}
+        (work / "spec.json").write_text(json.dumps(spec))
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # calibration stays on the CPU
+        proc = subprocess.run([sys.executable, "-m", WORKER_MODULE, str(work / "spec.json")],
+                              capture_output=True, text=True, env=env, check=False)
+        if proc.returncode != 0 or not output.is_file():
+            raise QuantizationError(f"Model Optimizer quantization failed: "
+                                    f"{_last_line(proc.stderr or proc.stdout)}")
+
+
+def check_modelopt() -> None:
+    """Model Optimizer's ONNX side and what it imports, or a one-line install hint."""
+    import importlib.util
+
+    missing = [name for name in ("modelopt", "onnxconverter_common", "lief", "onnx_graphsurgeon")
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingDependencyError(
+            f"--target tensorrt needs NVIDIA Model Optimizer's ONNX quantizer (missing: "
+            f"{', '.join(missing)}); pip install nvidia-modelopt onnxconverter-common lief "
+            "onnx-graphsurgeon, or use --target cpu")
+
+
+def _first(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no message (see --verbose)"

@@ -1,0 +1,119 @@
+"""The accuracy budget: return the most sensitive quantized layers to float until INT8 top-1
+is within ``max_drop`` points of FP32, or say that it cannot be done.
+
+Sensitivity of a layer = how much closer the INT8 logits get to the FP32 logits when only
+that layer reads float inputs (its Q/DQ bypassed), measured on the labelled images. The
+loop then bypasses layers in that order, one at a time, re-measuring top-1 each time; the
+chosen set is finally re-quantized as float exclusions and checked once more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import onnx
+
+from spartan_deploy.errors import QuantizationError
+from spartan_deploy.quantize import evaluate
+from spartan_deploy.quantize.graph import bypass_qdq, quantized_nodes
+
+# A layer's sensitivity is measured on at most this many labelled images (all for top-1).
+SENSITIVITY_IMAGES = 512
+_MAX_ROUNDS = 4  # re-quantize/verify rounds before giving up on a moving target
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetReport:
+    """What the budget loop measured and changed."""
+
+    max_drop: float
+    fp32_top1: float
+    int8_top1_before: float
+    int8_top1: float
+    returned_to_float: tuple[str, ...]
+    steps: tuple[dict[str, Any], ...]
+    sensitivity: tuple[dict[str, Any], ...]  # most sensitive first (top 20 kept)
+
+    @property
+    def drop(self) -> float:
+        return self.fp32_top1 - self.int8_top1
+
+    @property
+    def met(self) -> bool:
+        return self.drop <= self.max_drop + 1e-9
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_drop": self.max_drop, "fp32_top1": self.fp32_top1,
+                "int8_top1_before": self.int8_top1_before, "int8_top1": self.int8_top1,
+                "drop": self.drop, "met": self.met,
+                "returned_to_float": list(self.returned_to_float), "steps": list(self.steps),
+                "sensitivity_top": list(self.sensitivity)}
+
+
+def sensitivity(model: onnx.ModelProto, candidates: list[str], images: np.ndarray,
+                fp32_logits: np.ndarray) -> list[tuple[str, float]]:
+    """(node, error reduction) for each candidate, most sensitive first."""
+    base = _error(evaluate.run_logits(evaluate.session(model), images), fp32_logits)
+    scores = []
+    for name in candidates:
+        logits = evaluate.run_logits(evaluate.session(bypass_qdq(model, [name])), images)
+        scores.append((name, base - _error(logits, fp32_logits)))
+    return sorted(scores, key=lambda item: -item[1])
+
+
+def _error(logits: np.ndarray, reference: np.ndarray) -> float:
+    return float(np.mean((logits.astype(np.float64) - reference) ** 2))
+
+
+def enforce_budget(model: onnx.ModelProto, requantize: Callable[[list[str]], onnx.ModelProto],
+                   data: evaluate.LabelledData, fp32_logits: np.ndarray,
+                   max_drop: float) -> tuple[onnx.ModelProto, BudgetReport]:
+    """The INT8 graph that meets the budget (possibly ``model`` itself) and the report."""
+    fp32_top1 = evaluate.top1(fp32_logits, data.labels)
+    first = _top1(model, data)
+    if fp32_top1 - first <= max_drop + 1e-9:
+        return model, BudgetReport(max_drop, fp32_top1, first, first, (), (), ())
+    subset = slice(0, SENSITIVITY_IMAGES)
+    ranked = sensitivity(model, quantized_nodes(model), data.images[subset],
+                         fp32_logits[subset])
+    top = tuple({"node": n, "error_reduction": s} for n, s in ranked[:20])
+    returned: list[str] = []
+    steps: list[dict[str, Any]] = []
+    current, accuracy = model, first
+    for _ in range(_MAX_ROUNDS):
+        remaining = [n for n, _ in ranked if n not in returned]
+        accuracy = _greedy(current, remaining, returned, steps, data, fp32_top1, max_drop)
+        if fp32_top1 - accuracy > max_drop + 1e-9:
+            break  # every candidate returned and still short
+        current = requantize(list(returned))
+        accuracy = _top1(current, data)
+        steps.append({"requantized_with_float": len(returned), "int8_top1": accuracy})
+        if fp32_top1 - accuracy <= max_drop + 1e-9:
+            return current, BudgetReport(max_drop, fp32_top1, first, accuracy,
+                                         tuple(returned), tuple(steps), top)
+    raise QuantizationError(
+        f"cannot meet --max-drop {max_drop:g}: FP32 top-1 {fp32_top1:.2f}%, INT8 "
+        f"{first:.2f}% and still {accuracy:.2f}% after returning {len(returned)} of "
+        f"{len(ranked)} quantized layers to float; raise --max-drop, try another --method, "
+        "or add calibration images; nothing was written")
+
+
+def _greedy(model: onnx.ModelProto, order: list[str], returned: list[str],
+            steps: list[dict[str, Any]], data: evaluate.LabelledData, fp32_top1: float,
+            max_drop: float) -> float:
+    """Bypass layers of ``order`` one at a time (appending to ``returned``) until it holds."""
+    accuracy = _top1(bypass_qdq(model, returned), data) if returned else _top1(model, data)
+    for name in order:
+        if fp32_top1 - accuracy <= max_drop + 1e-9:
+            break
+        returned.append(name)
+        accuracy = _top1(bypass_qdq(model, returned), data)
+        steps.append({"returned": name, "int8_top1": accuracy})
+    return accuracy
+
+
+def _top1(model: onnx.ModelProto, data: evaluate.LabelledData) -> float:
+    return evaluate.top1(evaluate.run_logits(evaluate.session(model), data.images), data.labels)

@@ -1,0 +1,91 @@
+"""``spartan build-engine`` through Typer's CliRunner: the TensorRT-missing path, validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from spartan_deploy.cli import app
+from spartan_deploy.engine import import_tensorrt
+
+needs_no_tensorrt = pytest.mark.skipif(import_tensorrt() is not None,
+                                       reason="TensorRT is installed: the engine gets built")
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, ["build-engine", *map(str, args)])
+
+
+def files(folder: Path) -> dict[str, float]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
+@needs_no_tensorrt
+def test_fp16_without_tensorrt_writes_the_graph_then_exits_4(tiny_onnx: Path) -> None:
+    folder = tiny_onnx.parent
+    result = invoke(tiny_onnx, "--fp16")
+    assert result.exit_code == 4, result.output
+    message = result.output.split("error:", 1)[1]
+    assert "model.fp16.onnx" in message and "TensorRT is not installed" in message
+    assert "tensorrt extra" in message and "model.fp16.plan was not built" in message
+    assert "accuracy (359 images)" in result.output  # measured before stopping
+    assert sorted(files(folder)) == ["model.fp16.onnx", "model.fp16.onnx.json",
+                                     "model.onnx", "model.onnx.json"]  # no plan, no temp file
+    manifest = json.loads((folder / "model.fp16.onnx.json").read_text())
+    assert manifest["precision"] == "fp16" and manifest["model"] == "tiny"
+    assert manifest["fp32_nodes"]["by_part"]["norm"]["fp32"] > 0
+    accuracy = manifest["accuracy"]
+    assert accuracy["count"] == 359 and accuracy["data"]["source"] == "digits"
+    assert accuracy["top1"] is not None and accuracy["budget_points"] == 0.2
+    assert manifest["source"]["sha256"] and manifest["data_config"]["input_size"] == 32
+
+    # Again without --force: refused before any work, nothing touched.
+    before = files(folder)
+    again = invoke(tiny_onnx, "--fp16")
+    assert again.exit_code == 1 and "--force" in again.output
+    assert files(folder) == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--min-batch", "0"], "--min-batch"),
+    (["--min-batch", "8", "--opt-batch", "4"], "min <= opt <= max"),
+    (["--opt-batch", "512"], "min <= opt <= max"),
+    (["--workspace", "4X"], "--workspace"),
+    (["--workspace", "0M"], "--workspace"),
+    (["--opt-level", "6"], "--opt-level"),
+    (["--int8"], "--calib"),
+    (["--calib", "calib"], "only used with --int8"),
+    (["--fp16", "-o", "engine.onnx"], ".plan or .engine"),
+    (["--fp16", "--timing-cache", "nowhere/cache.bin"], "--timing-cache"),
+])
+def test_bad_options_exit_2_before_writing(tiny_onnx: Path, args: list[str],
+                                           message: str) -> None:
+    before = files(tiny_onnx.parent)
+    result = invoke(tiny_onnx, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert files(tiny_onnx.parent) == before
+
+
+def test_unknown_hw_compat_is_a_usage_error(tiny_onnx: Path) -> None:
+    result = invoke(tiny_onnx, "--hw-compat", "hopper+")
+    assert result.exit_code == 2 and "hopper+" in result.output
+
+
+def test_missing_onnx_and_mixed_sources_are_refused(tmp_path: Path, tiny_onnx: Path) -> None:
+    missing = invoke(tmp_path / "absent.onnx", "--fp16")
+    assert missing.exit_code == 2 and "absent.onnx" in missing.output
+    both = invoke(tiny_onnx, "--model", "spartan-t-digits", "--fp16")
+    assert both.exit_code == 2 and "not both" in both.output
+
+
+@needs_no_tensorrt
+def test_fp32_build_without_tensorrt_writes_nothing(tiny_onnx: Path) -> None:
+    before = files(tiny_onnx.parent)
+    result = invoke(tiny_onnx)
+    assert result.exit_code == 4
+    assert "nothing (the source ONNX is already the graph to build)" in result.output
+    assert files(tiny_onnx.parent) == before
