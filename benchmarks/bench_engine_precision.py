@@ -76,15 +76,18 @@ def norm_magnitudes(fp32: onnx.ModelProto, images: np.ndarray) -> dict[str, floa
     means = [nodes[n] for n in parts if nodes[n].op_type == "ReduceMean"]
     squares = [nodes[n].output[0] for n in parts if nodes[n].op_type == "Mul"
                and nodes[n].input[0] == nodes[n].input[1]]
-    inputs = sorted({m.input[0] for m in means})
+    square_set = set(squares)
+    inputs = sorted({m.input[0] for m in means if m.input[0] not in square_set})
     outs = session(with_outputs(model, inputs + squares), optimize=False).run(
         inputs + squares, {"input": images})
     return {"max_abs_input": float(max(np.abs(o).max() for o in outs[:len(inputs)])),
+            "max_abs_mean": float(max(np.abs(o.mean(axis=(1, 2, 3))).max()
+                                      for o in outs[:len(inputs)])),
             "max_squared_deviation": float(max(o.max() for o in outs[len(inputs):])),
             "fp16_max": 65504.0, "norms": len(inputs)}
 
 
-def torch_half(data) -> dict[str, Any]:
+def torch_half(data, reference: np.ndarray) -> dict[str, Any]:
     """The export form run entirely in FP16 by PyTorch on the CPU (independent check)."""
     import torch
 
@@ -95,7 +98,10 @@ def torch_half(data) -> dict[str, Any]:
     with torch.no_grad():
         logits = torch.cat([form(torch.from_numpy(data.images[i:i + 64]).half()).float()
                             for i in range(0, len(data), 64)]).numpy()
+    diff = np.abs(logits - reference)
     return {"top1": float(np.mean(logits.argmax(1) == data.labels)),
+            "agreement_top1": float(np.mean(logits.argmax(1) == reference.argmax(1))),
+            "max_logit_diff": float(diff.max()), "mean_logit_diff": float(diff.mean()),
             "nonfinite_images": int((~np.isfinite(logits)).any(1).sum())}
 
 
@@ -146,7 +152,7 @@ def main() -> None:
         "onnx": str(path), "images": len(data),
         "fp32_top1": float(np.mean(reference.argmax(1) == data.labels)),
         "norm_magnitudes": norm_magnitudes(fp32, data.images[:64]),
-        "torch_half_all_fp16": torch_half(data), "policies": {}}
+        "torch_half_all_fp16": torch_half(data, reference), "policies": {}}
     for name in args.policies.split(","):
         results["policies"][name] = run_policy(fp32, POLICIES[name], data, reference,
                                                ref_images)

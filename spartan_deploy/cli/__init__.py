@@ -7,7 +7,7 @@ import importlib
 from spartan_deploy.cli.app import app, run
 
 # Each module registers its commands on ``app`` when imported.
-_COMMAND_MODULES = ("info", "train", "prune", "bench", "engine", "export")
+_COMMAND_MODULES = ("info", "train", "prune", "bench", "engine", "export", "pipeline", "quantize")
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"spartan_deploy.cli.{_name}")

@@ -233,7 +233,7 @@ def _quantize(source: Path, options: EngineOptions, output: Path, force: bool,
     log(f"quantizing (INT8 Q/DQ for TensorRT) with calibration images from {options.calib} ...")
     result = quantize_onnx(source, options.calib, QuantizeOptions(target=Target.TENSORRT),
                            output=output, force=force)
-    return Path(getattr(result, "path", output))
+    return Path(result.path)
 
 
 def _graph_manifest(path: Path, precision: Precision, source: Path,

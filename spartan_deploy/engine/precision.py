@@ -31,10 +31,11 @@ F16, F32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 # Q/DQ with FP16 scales needs opset 19; TensorRT 10.0's parser reads up to opset 20.
 QDQ_FP16_OPSET = 19
-# Measured on the bundled digits model (benchmarks/results/engine.md): in FP16 the argmax
-# of the wave mixer flips on near-ties and the one-group norm's variance over C*H*W loses
-# precision; the modulation and the SE gates are harmless in FP16.
-DEFAULT_KEEP_FP32 = (FragilePart.NORM, FragilePart.ARGMAX)
+# Measured on the bundled digits model (benchmarks/results/engine.md): keeping the one-group
+# norms' statistics in FP32 cuts the FP16 logit error most (max 0.29 -> 0.11); keeping the
+# argmax input, the modulation or the SE gates in FP32 changes nothing measurable (argmax
+# flips come from upstream FP16 drift, not from rounding the argmax input).
+DEFAULT_KEEP_FP32 = (FragilePart.NORM,)
 # AutoCast keeps nodes whose inputs/outputs exceed this magnitude on the reference images
 # in FP32 (FP16's spacing is 0.5 at 512).
 DEFAULT_DATA_MAX = 512.0

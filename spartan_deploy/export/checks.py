@@ -178,6 +178,9 @@ def ort_session(model: onnx.ModelProto | bytes | str, threads: int | None = None
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    # One-off checks gain nothing from spinning worker threads, and on a busy machine
+    # spinning threads fight the other processes for the cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
     payload = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model

@@ -4,9 +4,11 @@ It is built FROM a training-form model (never written by hand a second time), so
 widths, official checkpoints and any variant go through the same code. What changes:
 
 - eval only: stochastic depth is gone, BatchNorm is folded into the convolution before it;
-- the wave mixer's complex modulation is real arithmetic on (real, imag) channel pairs,
-  folded into the 3x3 conv that follows it (or, when the grouping does not allow that, a
-  grouped 1x1 conv with one 2x2 map per pair): no complex dtype, no Transpose/Reshape;
+- the wave mixer's complex modulation is real arithmetic on (real, imag) channel pairs: a
+  2x2 map per pair, folded into the 3x3 conv that follows where that conv's groups already
+  hold whole pairs (stages 3-4), else a grouped 1x1 conv (groups = neck / 2) before the
+  depthwise conv (stages 1-2), which measured faster on ONNX Runtime than regrouping the
+  depthwise conv (benchmarks/results/export.md); no complex dtype, no Transpose/Reshape;
 - exact algebraic folds: layer scales into ``proj_out``, the first norm's affine and the
   feature-decomposition factor ``1 + gamma`` into ``proj_in``;
 - the one-group norm is written as plain reductions (ReduceMean arithmetic), which every
@@ -40,11 +42,6 @@ class PairMode(str, enum.Enum):
     AUTO = "auto"  # fold where the 3x3 conv's groups already hold whole pairs, else conv1x1
     FOLD = "fold"  # always into the following 3x3 conv (regrouped into whole pairs)
     CONV1X1 = "conv1x1"  # always a separate grouped 1x1 conv
-
-
-# Channels per group of the separate pair conv: 2 is the exact 2x2 block structure; a wider
-# block-diagonal group (zeros outside the pairs) can suit runtimes with blocked layouts.
-PAIR_CONV_GROUP_SIZE = 2
 
 
 def _fold_bn(conv: nn.Conv2d, norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,9 +240,8 @@ class ExportCMixer(nn.Module):
             conv = _make_conv(unit.conv, folded, bias, new_groups)
         else:
             n = matrix.shape[0]
-            size = PAIR_CONV_GROUP_SIZE if n % PAIR_CONV_GROUP_SIZE == 0 else 2
-            self.pair = _make_conv(nn.Conv2d(n, n, 1, groups=n // size, bias=False),
-                                   _grouped(matrix.view(n, n, 1, 1), n // size), None)
+            self.pair = _make_conv(nn.Conv2d(n, n, 1, groups=n // 2, bias=False),
+                                   _grouped(matrix.view(n, n, 1, 1), n // 2), None)
             conv = _make_conv(unit.conv, weight, bias)
         self.conv = nn.Sequential(conv, copy.deepcopy(unit.act))
         self.attn = ExportSE(mixer.attn)

@@ -7,6 +7,7 @@ are then written atomically, so a failed export leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import enum
@@ -14,6 +15,7 @@ import hashlib
 import io
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +119,11 @@ def export_onnx(loaded: LoadedModel, output: str | Path, options: ExportOptions 
     check_output_path(manifest_path(out), force=force)
     size = options.img_size or loaded.data_config.input_size
     form = to_export_form(loaded.model, options.pair_mode)
-    graph = _export_graph(form, size, options)
+    with _one_torch_thread():
+        graph = _export_graph(form, size, options)
+        inputs = _parity_inputs(size, options)
+        reference = _reference_logits(loaded.model, inputs)
     graph = _verify(graph)
-    inputs = _parity_inputs(size, options)
-    reference = _reference_logits(loaded.model, inputs)
     parity = _parity(graph, inputs, reference)
     _require(parity, options.atol, "exported ONNX")
     simplified = False
@@ -148,6 +151,21 @@ def _write(out: Path, payload: bytes, manifest: dict[str, Any]) -> None:
     except OSError as err:
         raise ExportError(f"cannot write {str(out)!r}: {err.strerror or err}; check the "
                           "folder and free space, or choose another -o") from None
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Trace and compute the reference single-threaded, restoring the setting after.
+
+    Both are small one-off computations; on a shared machine two OpenMP threads fighting
+    for oversubscribed cores made them up to ten times slower than one thread.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _export_graph(form: torch.nn.Module, size: int, options: ExportOptions) -> onnx.ModelProto:
@@ -204,7 +222,7 @@ def _reference_logits(model: torch.nn.Module, inputs: list[np.ndarray]) -> list[
 
 def _parity(graph: onnx.ModelProto, inputs: list[np.ndarray],
             reference: list[np.ndarray]) -> checks.Parity:
-    session = checks.ort_session(graph)
+    session = checks.ort_session(graph, threads=1)  # one-off check: see _one_torch_thread
     results = []
     for x, ref in zip(inputs, reference):
         try:
@@ -250,6 +268,20 @@ def _io_shapes(graph: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
     return {"inputs": describe(graph.graph.input), "outputs": describe(graph.graph.output)}
 
 
+def _describe_form(loaded: LoadedModel, options: ExportOptions) -> dict[str, Any]:
+    """What the export form changed, for the record."""
+    return {
+        "exporter": options.exporter.value,
+        "pair_mode": options.pair_mode.value,
+        "folds": ["BatchNorm into the conv before it", "layer scales into proj_out",
+                  "norm_1 affine and 1 + gamma into smixer.proj_in",
+                  "complex pair map into the 3x3 conv or a grouped 1x1 conv"],
+        "one_group_norm": "ReduceMean arithmetic",
+        "superposition": "ArgMax(axis=1, keepdims=1) + one GatherElements(axis=1)",
+        "pruned": loaded.config.is_pruned,
+    }
+
+
 def _manifest(loaded: LoadedModel, out: Path, options: ExportOptions, size: int,
               graph: onnx.ModelProto, parity: checks.Parity, simplified: bool,
               seconds: float) -> dict[str, Any]:
@@ -270,6 +302,7 @@ def _manifest(loaded: LoadedModel, out: Path, options: ExportOptions, size: int,
         "data_config": loaded.data_config.with_input_size(size).to_dict(),
         "options": options.to_dict(),
         "opset": options.opset,
+        "export_form": _describe_form(loaded, options),
         "img_size": size,
         "dynamic_batch": options.batch is None,
         "simplified": simplified,

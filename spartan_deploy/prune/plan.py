@@ -76,15 +76,20 @@ def _closest(candidates: list[int], target: float) -> int:
 
 
 def _aligned(candidates: list[int], target: float, total: int, multiple: int) -> int:
-    """Prefer widths that are multiples of ``multiple`` unless that strays far from target."""
-    best = _closest(candidates, target)
-    if multiple > 1:
-        aligned = [n for n in candidates if n % multiple == 0]
+    """The candidate nearest the target among multiples of ``multiple``, else of its halves.
+
+    A coarser alignment is taken only within 10% of the full width of the target, so small
+    widths still get the ratio asked for (16 at ratio 0.3 keeps 12, not 8 or 16).
+    """
+    step = multiple
+    while step > 1:
+        aligned = [n for n in candidates if n % step == 0]
         if aligned:
             pick = _closest(aligned, target)
             if abs(pick - target) <= 0.1 * total:
                 return pick
-    return best
+        step //= 2
+    return _closest(candidates, target)
 
 
 def _kept_width(total: int, ratio: float, multiple: int = 1) -> int:

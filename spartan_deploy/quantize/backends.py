@@ -13,21 +13,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import struct
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from spartan_deploy.errors import MissingDependencyError, QuantizationError
 from spartan_deploy.quantize.calibration import Ranges
-from spartan_deploy.quantize.options import CalibMethod
+from spartan_deploy.quantize.options import CalibMethod, Target
 
 CPU_OP_TYPES = ("Conv", "Gemm", "MatMul")
+# Operators whose tensors each backend may put Q/DQ on (the tensors calibrated for it):
+# Model Optimizer's INT8 operator set for TensorRT; ONNX Runtime is told to use CPU_OP_TYPES.
+CALIBRATED_OPS = {
+    Target.TENSORRT: frozenset({
+        "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul", "Concat", "AveragePool",
+        "GlobalAveragePool", "MaxPool", "BatchNormalization", "Clip", "Relu"}),
+    Target.CPU: frozenset(CPU_OP_TYPES),
+}
 TRT_CACHE_HEADER = "TRT-8501-EntropyCalibration2"
 _INT8_MAX = 127.0
 WORKER_MODULE = "spartan_deploy.quantize._modelopt_worker"
@@ -49,13 +60,15 @@ def quantize_cpu(source: Path, output: Path, ranges: Ranges, method: CalibMethod
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(TensorsData(ort_method, data), cache)
         try:
-            quantize_static(
-                str(source), str(output), None, quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(CPU_OP_TYPES), per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                nodes_to_exclude=exclude, calibrate_method=ort_method,
-                calibration_providers=["CPUExecutionProvider"], calibration_cache_path=cache,
-                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+            with _root_logging(logging.ERROR):  # ORT logs advice on every call
+                quantize_static(
+                    str(source), str(output), None, quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(CPU_OP_TYPES), per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    nodes_to_exclude=exclude, calibrate_method=ort_method,
+                    calibration_providers=["CPUExecutionProvider"],
+                    calibration_cache_path=cache,
+                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         except Exception as err:  # ORT's quantizer raises assorted types
             raise QuantizationError(f"ONNX Runtime quantization failed: {_first(err)}") from None
 
@@ -102,6 +115,17 @@ def check_modelopt() -> None:
             f"--target tensorrt needs NVIDIA Model Optimizer's ONNX quantizer (missing: "
             f"{', '.join(missing)}); pip install nvidia-modelopt onnxconverter-common lief "
             "onnx-graphsurgeon, or use --target cpu")
+
+
+@contextlib.contextmanager
+def _root_logging(level: int) -> Iterator[None]:
+    root = logging.getLogger()
+    previous = root.level
+    root.setLevel(max(level, previous))
+    try:
+        yield
+    finally:
+        root.setLevel(previous)
 
 
 def _first(err: BaseException) -> str:

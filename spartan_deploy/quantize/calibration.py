@@ -12,12 +12,12 @@ import dataclasses
 import hashlib
 import io
 import json
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from spartan_deploy._io import sha256_file, write_json
 from spartan_deploy.errors import DataError, QuantizationError
@@ -28,6 +28,7 @@ CACHE_VERSION = 1
 _HOLDOUT_SHARE = 5  # without --calib-count, at most 1/5 of the folder is held out
 _HIST_BINS = {CalibMethod.ENTROPY: 128, CalibMethod.PERCENTILE: 2048}  # Model Optimizer's
 Ranges = dict[str, tuple[float, float]]
+_PROBE_BYTES = 1 << 30  # activations held per calibration batch, at most
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,11 +98,12 @@ def batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
 
 
 def cache_key(source_sha256: str, calib: CalibrationSet, data_config: DataConfig,
-              method: CalibMethod, symmetric: bool, percentile: float) -> str:
+              method: CalibMethod, symmetric: bool, percentile: float,
+              op_types: frozenset[str]) -> str:
     """Everything a range depends on: model bytes, images, preprocessing, method options."""
     parts = {"version": CACHE_VERSION, "model": source_sha256, "images": calib.set_hash,
              "data_config": data_config.to_dict(), "method": method.value,
-             "symmetric": symmetric,
+             "symmetric": symmetric, "op_types": sorted(op_types),
              "percentile": percentile if method is CalibMethod.PERCENTILE else None}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -124,53 +126,109 @@ def write_cache(path: Path, key: str, ranges: Ranges, about: dict[str, Any]) -> 
     write_json(path, {"key": key, **about, "ranges": {k: list(v) for k, v in ranges.items()}})
 
 
+def calibrated_tensors(model: onnx.ModelProto, op_types: frozenset[str]) -> list[str]:
+    """Float tensors a backend may quantize: inputs and outputs of ``op_types`` nodes."""
+    inits = {i.name for i in model.graph.initializer}
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in (
+        *inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)}
+    names: dict[str, None] = {}
+    for node in model.graph.node:
+        if node.op_type not in op_types:
+            continue
+        for name in (*node.input, *node.output):
+            if name and name not in inits and types.get(name) == onnx.TensorProto.FLOAT:
+                names[name] = None
+    return list(names)
+
+
 def compute_ranges(model_path: Path, input_name: str, images: np.ndarray,
                    method: CalibMethod, symmetric: bool, percentile: float,
-                   batch_size: int) -> Ranges:
-    """(low, high) of every float tensor over the calibration images (ONNX Runtime CPU)."""
-    from onnxruntime.quantization import CalibrationMethod, create_calibrator
+                   batch_size: int, op_types: frozenset[str]) -> Ranges:
+    """(low, high) of every tensor a backend may quantize, over the calibration images.
 
-    ort_method = {CalibMethod.ENTROPY: CalibrationMethod.Entropy,
-                  CalibMethod.MAX: CalibrationMethod.MinMax,
-                  CalibMethod.PERCENTILE: CalibrationMethod.Percentile}[method]
-    extra: dict[str, Any] = {"symmetric": symmetric}
-    if method in _HIST_BINS:
-        extra["num_bins"] = _HIST_BINS[method]
-    if method is CalibMethod.ENTROPY:
-        extra["num_quantized_bins"] = 128
-    if method is CalibMethod.PERCENTILE:
-        extra["percentile"] = percentile
-    with tempfile.TemporaryDirectory(prefix="spartan-calib-") as tmp, _quiet():
-        try:
-            calibrator = create_calibrator(
-                model_path, None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                calibrate_method=ort_method, providers=["CPUExecutionProvider"],
-                extra_options=extra)
-            # One batch per call keeps memory to one batch of activations: the histogram
-            # and min/max collectors merge across calls.
-            for batch in batches(images, batch_size):
-                calibrator.collect_data(_OneBatch(input_name, batch))
-            tensors = calibrator.compute_data()
-        except Exception as err:  # ORT raises plain RuntimeError/ValueError/its own types
-            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-            raise QuantizationError(f"calibration failed in ONNX Runtime: "
-                                    f"{first or type(err).__name__}") from None
-    return {name: (float(np.asarray(td.range_value[0]).item()),
-                   float(np.asarray(td.range_value[1]).item()))
-            for name, td in tensors.data.items()}
+    One ONNX Runtime CPU session outputs all those tensors; min/max are reduced here and the
+    histogram methods use ONNX Runtime's own HistogramCollector (the code Model Optimizer
+    calibrates with), fed one batch at a time so memory holds one batch of activations.
+    """
+    model = onnx.load(str(model_path))
+    names = calibrated_tensors(model, op_types)
+    try:
+        sess = _probe_session(model, names)
+        batch_size = _fitting_batch(sess, names, input_name, images, batch_size)
+        collector = _Collector(method, symmetric, percentile)
+        for batch in batches(images, batch_size):
+            outputs = sess.run(names, {input_name: np.ascontiguousarray(batch)})
+            collector.add(dict(zip(names, outputs)))
+        return collector.result()
+    except QuantizationError:
+        raise
+    except Exception as err:  # ORT raises its own types; numpy ValueError on NaN ranges
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise QuantizationError(f"calibration failed: {first or type(err).__name__}") from None
 
 
-class _OneBatch:
-    """A calibration data reader that yields one batch once."""
+def _probe_session(model: onnx.ModelProto, names: list[str]) -> Any:
+    """A CPU session with every tensor in ``names`` added as a graph output."""
+    from spartan_deploy.quantize.evaluate import session
 
-    def __init__(self, input_name: str, batch: np.ndarray) -> None:
-        self._items = [{input_name: np.ascontiguousarray(batch, dtype=np.float32)}]
+    probe = onnx.ModelProto.FromString(model.SerializeToString())
+    present = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)
+                              for n in names if n not in present)
+    return session(probe)
 
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return self._items.pop() if self._items else None
 
-    def rewind(self) -> None:  # pragma: no cover - ORT does not rewind during collection
-        pass
+def _fitting_batch(sess: Any, names: list[str], input_name: str, images: np.ndarray,
+                   limit: int) -> int:
+    """The largest batch (<= limit) whose probed activations fit in _PROBE_BYTES."""
+    per_image = sum(o.nbytes for o in sess.run(names, {input_name: images[:1]}))
+    return int(max(1, min(limit, _PROBE_BYTES // max(per_image, 1))))
+
+
+class _Collector:
+    """Min/max per tensor, or ONNX Runtime's histogram collector for entropy/percentile."""
+
+    def __init__(self, method: CalibMethod, symmetric: bool, percentile: float) -> None:
+        self.symmetric = symmetric
+        self.lows: dict[str, float] = {}
+        self.highs: dict[str, float] = {}
+        self.histograms: Any = None
+        if method is not CalibMethod.MAX:
+            from onnxruntime.quantization.calibrate import HistogramCollector
+
+            self.histograms = HistogramCollector(
+                method=method.value, symmetric=symmetric, num_bins=_HIST_BINS[method],
+                num_quantized_bins=128, percentile=percentile, scenario="same")
+
+    def add(self, arrays: dict[str, np.ndarray]) -> None:
+        if self.histograms is not None:
+            with _quiet():
+                self.histograms.collect({k: [v] for k, v in arrays.items()})
+            return
+        for name, array in arrays.items():
+            low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+            self.lows[name] = min(low, self.lows.get(name, low))
+            self.highs[name] = max(high, self.highs.get(name, high))
+
+    def result(self) -> Ranges:
+        if self.histograms is not None:
+            with _quiet():
+                found = self.histograms.compute_collection_result()
+            pairs = {k: (float(np.asarray(v[0]).item()), float(np.asarray(v[1]).item()))
+                     for k, v in found.items()}
+        else:
+            pairs = {k: (low, self.highs[k]) for k, low in self.lows.items()}
+        return {k: self._final(low, high) for k, (low, high) in pairs.items()}
+
+    def _final(self, low: float, high: float) -> tuple[float, float]:
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise QuantizationError("calibration met NaN or infinite activations; check the "
+                                    "model and the calibration images")
+        if self.symmetric:  # signed symmetric INT8: the larger side on both sides
+            amax = max(abs(low), abs(high))
+            return -amax, amax
+        return min(low, 0.0), max(high, 0.0)  # zero must be exactly representable
 
 
 @contextlib.contextmanager

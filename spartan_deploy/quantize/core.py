@@ -161,8 +161,9 @@ def _ranges(job: _Job, calib: CalibrationSet) -> tuple[Ranges, bool, Path | None
     """Cached ranges when the key matches, else freshly computed (and cached)."""
     opts = job.options
     symmetric = opts.target is Target.TENSORRT  # signed symmetric INT8 for TensorRT
+    op_types = backends.CALIBRATED_OPS[opts.target]
     key = cache_key(job.source_sha256, calib, job.data_config, opts.method, symmetric,
-                    opts.percentile)
+                    opts.percentile, op_types)
     folder = opts.cache_dir or job.output.parent / CACHE_FOLDER
     cache_file = folder / f"calib-{key}.json"
     if opts.cache:
@@ -170,7 +171,7 @@ def _ranges(job: _Job, calib: CalibrationSet) -> tuple[Ranges, bool, Path | None
         if cached is not None:
             return cached, True, cache_file
     ranges = compute_ranges(job.source, job.input_name, calib.images, opts.method, symmetric,
-                            opts.percentile, opts.batch_size)
+                            opts.percentile, opts.batch_size, op_types)
     about = {"source_sha256": job.source_sha256, "images": calib.set_hash,
              "method": opts.method.value, "symmetric": symmetric}
     write_cache(cache_file, key, ranges, about)

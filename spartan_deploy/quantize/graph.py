@@ -36,6 +36,11 @@ _HEAD_TAIL_OPS = frozenset({"Add", "Reshape", "Flatten", "Squeeze", "Identity"})
 _INDEX_OPS = frozenset({"Cast", "Unsqueeze", "Squeeze", "Expand", "Reshape", "Tile"})
 _GATHER_OPS = frozenset({"GatherElements", "Gather", "GatherND"})
 FRAGILE_KINDS = ("se_gate", "superposition", "head")
+# Operators that have INT8 kernels (TensorRT fusions, ONNX Runtime QLinear*).
+INT8_COMPUTE_OPS = frozenset({
+    "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul", "Concat", "AveragePool",
+    "GlobalAveragePool", "MaxPool", "BatchNormalization"})
+_WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
 class GraphIndex:
@@ -233,22 +238,30 @@ def qdq_summary(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def quantized_nodes(model: onnx.ModelProto) -> list[str]:
-    """Compute nodes that read at least one dequantized (INT8) input, in graph order."""
+    """Nodes that compute in INT8: an INT8-capable operator whose data inputs (and weight)
+    all come out of DequantizeLinear. Float ops that merely read a dequantized tensor (a
+    GELU after a quantized conv, say) are not counted."""
     index = GraphIndex(model)
     names = []
     for node in index.nodes:
-        if node.op_type in QDQ_OPS:
+        if node.op_type not in INT8_COMPUTE_OPS:
             continue
-        if any(index.producer.get(i) is not None
-               and index.producer[i].op_type == "DequantizeLinear" for i in node.input):
+        if node.op_type in _WEIGHTED_OPS:
+            slots = [t for t in node.input[:2] if t]
+        else:
+            slots = [t for t in node.input if t and t not in index.initializers]
+        if slots and all(index.producer.get(t) is not None
+                         and index.producer[t].op_type == "DequantizeLinear" for t in slots):
             names.append(node.name)
     return names
 
 
 def bypass_qdq(model: onnx.ModelProto, node_names: Iterable[str]) -> onnx.ModelProto:
-    """A copy in which the named nodes read float inputs: each Q->DQ (or weight DQ) feeding
-    them is skipped; Q/DQ nodes nobody reads any more are removed."""
+    """A copy in which the named nodes compute in float: every Q->DQ (or weight DQ) feeding
+    them is skipped, and so is the Q->DQ on their outputs wherever a float node reads it
+    (INT8 consumers keep their quantized input). Q/DQ nobody reads any more are removed."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
+    int8 = set(quantized_nodes(model))
     index = GraphIndex(model)
     for name in node_names:
         node = index.by_name.get(name)
@@ -258,8 +271,27 @@ def bypass_qdq(model: onnx.ModelProto, node_names: Iterable[str]) -> onnx.ModelP
             source = _float_source(model, index, tensor)
             if source is not None:
                 node.input[slot] = source
+        for tensor in node.output:
+            for reader, slot in _dequantized_readers(index, tensor):
+                if reader.name not in int8:
+                    reader.input[slot] = tensor
     prune_dangling(model)
     return model
+
+
+def _dequantized_readers(index: GraphIndex,
+                         tensor: str) -> list[tuple[onnx.NodeProto, int]]:
+    """(node, input slot) pairs reading ``tensor`` through a Q -> DQ pair."""
+    found = []
+    for q in index.consumers[tensor]:
+        if q.op_type != "QuantizeLinear":
+            continue
+        for dq in index.consumers[q.output[0]]:
+            if dq.op_type != "DequantizeLinear":
+                continue
+            for reader in index.consumers[dq.output[0]]:
+                found.extend((reader, i) for i, t in enumerate(reader.input) if t == dq.output[0])
+    return found
 
 
 def _float_source(model: onnx.ModelProto, index: GraphIndex, tensor: str) -> str | None:

@@ -55,7 +55,7 @@ class QuantizeOptions:
     percentile: float = 99.999
     cache: bool = True
     cache_dir: Path | None = None  # None: ``.cache/`` beside the output
-    batch_size: int = 16
+    batch_size: int = 64  # calibration batch, lowered to keep activations under 1 GiB
     data_config: DataConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -39,7 +39,7 @@ class TrainSetup:
 def data_config_for(data: str | Path, model_data: DataConfig | None,
                     img_size: int | None) -> DataConfig:
     """Digits bring their own preprocessing; other data uses the model's (or ImageNet's)."""
-    config = DIGITS_DATA_CONFIG if _is_digits(data) else (model_data or DataConfig())
+    config = DIGITS_DATA_CONFIG if is_builtin(data) else (model_data or DataConfig())
     validate_img_size(img_size)
     return config.with_input_size(img_size) if img_size else config
 
@@ -48,7 +48,7 @@ def open_train_test(data: str | Path, data_config: DataConfig,
                     options: TrainOptions) -> tuple[Dataset, Dataset]:
     train = open_dataset(data, data_config, "train", options.limit, options.seed)
     test = open_dataset(data, data_config, "test", options.eval_limit, options.seed)
-    if not _is_digits(data) and train.name == test.name:
+    if not is_builtin(data) and train.name == test.name:
         raise DataError(f"folder {str(data)!r} needs train/ and val/ (or test/) sub-folders, "
                         "each with one sub-folder per class, to train and evaluate")
     for dataset in (train, test):
@@ -72,8 +72,7 @@ def build_setup(model: str | None, data: str | Path, options: TrainOptions,
     train, test = open_train_test(data, data_config, options)
     classes = len(train.class_names)
     torch.manual_seed(options.seed)  # model initialisation (and a new head) from the seed
-    if source is None:
-        assert spec is not None
+    if source is None and spec is not None:
         net = create_model(spec.model.replace(num_classes=classes))
         return TrainSetup(spec.name, net, data_config, train, test, None, False)
     config = _source_config(source, spec.model if spec else None)
@@ -101,7 +100,3 @@ def _from_weights(source: Checkpoint, config: ModelConfig,
              if not (new_head and k.startswith("linear."))}
     net.load_state_dict(state, strict=False)
     return net, new_head
-
-
-def _is_digits(data: str | Path) -> bool:
-    return is_builtin(data)

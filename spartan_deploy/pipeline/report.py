@@ -1,0 +1,59 @@
+"""The pipeline's last stage: eval + bench of every artefact, then one report.
+
+The report is the bench/eval report (report.md, report.json, the accuracy-vs-throughput
+plot) with the pipeline's stage table added, so one folder tells the whole story.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from spartan_deploy._io import write_atomic, write_json
+from spartan_deploy.pipeline.stages import PipelineOptions, StageRecord
+
+REPORT_FOLDER = "report"
+
+
+def measure_and_report(out: Path, artefacts: Sequence[Path], options: PipelineOptions,
+                       records: Sequence[StageRecord]) -> tuple[Path, str]:
+    """Bench (with accuracy on ``options.data``) every artefact; write the report folder."""
+    from spartan_deploy.bench.bench import AccuracySpec, run_bench
+    from spartan_deploy.bench.timing import BenchOptions
+    from spartan_deploy.report.write import write_report
+    from spartan_deploy.runtime.options import RunnerOptions
+
+    bench_options = BenchOptions(batch_sizes=(options.batch,), warmup_s=0.5,
+                                 duration_s=options.bench_seconds)
+    runner_options = RunnerOptions(threads=options.threads)
+    report = run_bench(list(artefacts), bench_options, runner_options,
+                       accuracy=AccuracySpec(options.data))
+    folder = out / REPORT_FOLDER
+    files = write_report(report, folder, force=True)
+    stage_rows = [r.to_dict() for r in records]
+    _add_stages_to_json(files.json, stage_rows)
+    _add_stages_to_markdown(files.markdown, stage_rows)
+    fastest = max(report.results, key=lambda r: r.throughput)
+    return folder, (f"{len(report.results)} artefacts measured; fastest {fastest.label} at "
+                    f"{fastest.throughput:,.0f} img/s (batch {options.batch})")
+
+
+def _add_stages_to_json(path: Path, stages: list[dict]) -> None:
+    data = json.loads(path.read_text())
+    data["pipeline"] = stages
+    write_json(path, data)
+
+
+def _add_stages_to_markdown(path: Path, stages: list[dict]) -> None:
+    lines = ["## Pipeline stages", "", "| stage | status | time | output | detail |",
+             "|---|---|---|---|---|"]
+    for s in stages:
+        outputs = ", ".join(Path(p).name for p in s["outputs"]) or "-"
+        detail = s["detail"].replace("|", "\\|")
+        lines.append(f"| {s['stage']} | {s['status']} | {s['seconds']:.1f} s | {outputs} | "
+                     f"{detail} |")
+    text = path.read_text()
+    head, sep, rest = text.partition("\n")
+    combined = head + sep + "\n" + "\n".join(lines) + "\n\n" + rest
+    write_atomic(path, lambda tmp: tmp.write_text(combined))

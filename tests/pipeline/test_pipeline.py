@@ -1,0 +1,102 @@
+"""``spartan pipeline`` end to end on a tiny model: stages, report, reuse, interruption."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from spartan_deploy.data import DIGITS_DATA_CONFIG
+from spartan_deploy.errors import UsageError
+from spartan_deploy.model import ModelConfig, SpaRTAN, save_checkpoint
+from spartan_deploy.pipeline import PipelineOptions, Status, run_pipeline
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A tiny SpaRTAN checkpoint for digits and a 24-image calibration folder."""
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("pipeline")
+    model = SpaRTAN(ModelConfig(layer_depths=(1, 1, 1, 1), dims=(32, 64, 128), init_dim=16,
+                                num_classes=10))
+    weights = save_checkpoint(root / "tiny.pt", model.eval(), DIGITS_DATA_CONFIG)
+    calib = root / "calib"
+    calib.mkdir()
+    for png in sorted((REPO / "calib").glob("*.png"))[:24]:
+        shutil.copy(png, calib / png.name)
+    return root, weights, calib
+
+
+def _options(workspace, **changes) -> PipelineOptions:
+    root, weights, calib = workspace
+    base = dict(weights=weights, calib=calib, batch=4, bench_seconds=0.05, threads=1,
+                out=root / "run")
+    return PipelineOptions(**{**base, **changes})
+
+
+def test_pipeline_writes_every_artefact_and_one_report(workspace):
+    torch.set_num_threads(1)
+    result = run_pipeline(_options(workspace))
+    status = {r.name: r.status for r in result.stages}
+    assert status["prune"] is Status.SKIPPED
+    assert status["export"] is Status.DONE
+    assert status["quantize (cpu)"] is Status.DONE and status["quantize (tensorrt)"] is Status.DONE
+    assert status["fp16 graph"] is Status.DONE and status["int8+fp16 graph"] is Status.DONE
+    if "tensorrt engines" in status:  # TensorRT absent: shown as skipped, with the reason
+        reason = next(r.detail for r in result.stages if r.name == "tensorrt engines")
+        assert status["tensorrt engines"] is Status.SKIPPED and "TensorRT" in reason
+    for artefact in result.artefacts:
+        assert artefact.is_file(), artefact
+    report = json.loads((result.out / "report" / "report.json").read_text())
+    labels = {row["label"] for row in report["results"]}
+    assert {"model.onnx", "model.int8.cpu.onnx", "model.int8.trt.onnx"} <= labels
+    assert all(report["accuracy"][label]["count"] == 359 for label in labels)
+    assert [s["stage"] for s in report["pipeline"]][:2] == ["prune", "export"]
+    markdown = (result.out / "report" / "report.md").read_text()
+    assert "## Pipeline stages" in markdown and "skipped" in markdown
+    assert (result.out / "report" / "accuracy_vs_throughput.png").stat().st_size > 1000
+
+
+def test_rerun_reuses_complete_artefacts_and_redoes_changed_ones(workspace):
+    run_pipeline(_options(workspace))  # complete (a no-op if the test above ran)
+    again = run_pipeline(_options(workspace))
+    status = {r.name: r.status for r in again.stages}
+    assert status["export"] is Status.REUSED and status["quantize (cpu)"] is Status.REUSED
+    # A tampered artefact no longer matches its recorded hash: that stage runs again.
+    onnx_int8 = again.out / "model.int8.cpu.onnx"
+    onnx_int8.write_bytes(onnx_int8.read_bytes() + b"\0")
+    third = run_pipeline(_options(workspace))
+    status = {r.name: r.status for r in third.stages}
+    assert status["export"] is Status.REUSED and status["quantize (cpu)"] is Status.DONE
+
+
+def test_interrupt_leaves_nothing_half_written(workspace, monkeypatch):
+    out = workspace[0] / "interrupted"
+    import spartan_deploy.quantize as quantize
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(quantize, "quantize_onnx", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(_options(workspace, out=out))
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert (out / "model.onnx").is_file() and not (out / "model.int8.cpu.onnx").exists()
+    ledger = json.loads((out / "pipeline.json").read_text())["stages"]
+    assert "export" in ledger and "quantize (cpu)" not in ledger
+    monkeypatch.undo()
+    status = {r.name: r.status for r in run_pipeline(_options(workspace, out=out)).stages}
+    assert status["export"] is Status.REUSED and status["quantize (cpu)"] is Status.DONE
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"prune": 1.5}, "--prune 1.5"), ({"batch": 0}, "--batch 0"),
+])
+def test_bad_options(workspace, changes, message):
+    with pytest.raises(UsageError, match=message):
+        _options(workspace, **changes)
