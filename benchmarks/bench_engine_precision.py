@@ -30,15 +30,15 @@ from spartan_deploy.data import DIGITS_DATA_CONFIG, load_calibration  # noqa: E4
 from spartan_deploy.engine import FragilePart, PrecisionOptions, convert_to_fp16  # noqa: E402
 from spartan_deploy.engine.emulate import emulate_fp16  # noqa: E402
 from spartan_deploy.engine.evaluate import (  # noqa: E402
-    load_eval_data, measure, reference_logits, run_logits, session)
+    load_eval_data, measure, reference_logits, session)
 from spartan_deploy.engine.graph import ensure_node_names, find_parts  # noqa: E402
 
 P = FragilePart
 POLICIES: dict[str, tuple[FragilePart, ...]] = {
     "none (AutoCast range rule only)": (),
-    "norm": (P.NORM,),
+    "norm (default)": (P.NORM,),
     "argmax": (P.ARGMAX,),
-    "norm + argmax (default)": (P.NORM, P.ARGMAX),
+    "norm + argmax": (P.NORM, P.ARGMAX),
     "all four": (P.NORM, P.ARGMAX, P.MODULATION, P.SE_GATE),
 }
 

@@ -26,6 +26,7 @@ MIN_ITERATIONS = 10  # adaptive runs time at least this many batches ...
 CAP_FACTOR = 4.0  # ... unless that takes longer than CAP_FACTOR * target,
 FLOOR_ITERATIONS = 3  # when they stop at this many (a slow batch on a small CPU)
 _BUFFER_BYTES = 1 << 30  # rotating inputs never take more than this much memory
+_PROGRESS_EVERY_S = 0.2
 _clock = time.perf_counter  # one name for the host clock, so tests can drive it
 
 ProgressFn = Callable[[str, float], None]  # (what is running, fraction done in [0, 1])
@@ -164,17 +165,19 @@ def _measure(step: _Stepper, options: BenchOptions, label: str, batch_size: int,
     device: list[float] = []
     target = options.duration_s or DEFAULT_DURATION_S
     minimum = MIN_ITERATIONS if options.duration_s is None else FLOOR_ITERATIONS
-    start = _clock()
+    start = shown = _clock()
     description = f"{label} b{batch_size}"
     while True:
         ms, device_ms = step()
         wall.append(ms)
         if device_ms is not None:
             device.append(device_ms)
-        elapsed = _clock() - start
-        done, fraction = _finished(options, len(wall), elapsed, target, minimum)
-        if progress:
+        now = _clock()
+        done, fraction = _finished(options, len(wall), now - start, target, minimum)
+        # A few updates a second are enough for a bar; more would cost fast batches time.
+        if progress and (done or now - shown >= _PROGRESS_EVERY_S):
             progress(description, fraction)
+            shown = now
         if done:
             return wall, device
 

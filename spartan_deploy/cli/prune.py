@@ -15,7 +15,6 @@ from spartan_deploy.cli.app import (
 from spartan_deploy.errors import UsageError
 from spartan_deploy.model import load_model
 from spartan_deploy.prune import Method, PruneOptions, PruneResult, Sparsity, prune
-from spartan_deploy.prune.plan import DEFAULT_CHANNEL_MULTIPLE
 
 _SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9}
 
@@ -56,9 +55,9 @@ def prune_command(
     sparsity: Annotated[Sparsity, typer.Option(
         "--sparsity", help="2:4: magnitude 2:4 masks on the convolutions that qualify.")]
         = Sparsity.NONE,
-    channel_multiple: Annotated[int, typer.Option(
-        "--channel-multiple", help="Prefer kept widths that are multiples of this.")]
-        = DEFAULT_CHANNEL_MULTIPLE,
+    channel_multiple: Annotated[int | None, typer.Option(
+        "--channel-multiple", help="Prefer kept widths that are multiples of this. "
+                                   "Default: 16, or 32 with --sparsity 2:4.")] = None,
     img_size: ImgSizeOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for subsets and fine-tuning.")] = 0,
     output: Annotated[Path | None, typer.Option(
@@ -96,7 +95,8 @@ def _print(name: str, result: PruneResult) -> None:
                         f"{result.img_size}x{result.img_size}")
     for column in ("model", "params", "MACs", "top-1"):
         table.add_column(column, justify="left" if column == "model" else "right")
-    rows = [("before", result.before), ("pruned", result.pruned)]
+    cut = "pruned + 2:4" if result.sparsity is not None else "pruned"
+    rows = [("before", result.before), (cut, result.pruned)]
     if result.finetuned:
         rows.append(("fine-tuned", result.finetuned))
     for label, fig in rows:

@@ -164,14 +164,17 @@ def _make_graph(source: Path, model: onnx.ModelProto, precision: Precision,
     reference_images = _reference_images(options, data_config, data)
     conversion = prec.convert_to_fp16(qdq_model, options.graph, reference_images)
     log(f"measuring accuracy on {len(data)} images ({data.source['source']}) ...")
-    reference = evaluate.reference_logits(model, data)
+    fp32_model, described = _fp32_reference(source, model, src_manifest)
+    reference = evaluate.reference_logits(fp32_model, data)
     accuracy = evaluate.measure(conversion.model, data, reference)
-    qdq_accuracy = evaluate.measure(qdq_model, data, reference) if qdq_path else None
+    qdq_accuracy = (evaluate.measure(qdq_model, data, reference)
+                    if prec.has_qdq(qdq_model) and fp32_model is not qdq_model else None)
     budget = BUDGET_POINTS[precision]
     within = accuracy.drop_points <= budget
     log(describe_accuracy(accuracy, budget))
     manifest = _graph_manifest(outputs.graph, precision, source, src_manifest, qdq_path,
                                conversion, accuracy, qdq_accuracy, budget, options, data)
+    manifest["accuracy"]["reference"] = described
     _write_graph(outputs.graph, conversion.model, manifest)
     written += [outputs.graph, manifest_path(outputs.graph)]
     return outputs.graph, manifest["accuracy"], within
@@ -187,6 +190,23 @@ def describe_accuracy(accuracy: evaluate.GraphAccuracy, budget: float) -> str:
     return (f"accuracy ({accuracy.count} images): {figures}, drop "
             f"{accuracy.drop_points:.2f} points ({verdict} the {budget} point budget), max "
             f"|logit diff| {accuracy.max_logit_diff:.3g}")
+
+
+def _fp32_reference(source: Path, model: onnx.ModelProto, src_manifest: dict[str, Any]
+                    ) -> tuple[onnx.ModelProto, str]:
+    """The FP32 graph to measure against: the source, or for a Q/DQ source the FP32 ONNX
+    its quantize manifest names (when it is still there, unchanged)."""
+    if not prec.has_qdq(model):
+        return model, f"the FP32 source ONNX {source}, onnxruntime CPU"
+    origin = src_manifest.get("source") or {}
+    named = origin.get("onnx") if isinstance(origin, dict) else None
+    for candidate in ([Path(named), source.parent / Path(named).name] if named else []):
+        expected = origin.get("onnx_sha256")
+        if candidate.is_file() and expected in (None, sha256_file(candidate)):
+            return _load(candidate), (f"the FP32 ONNX {candidate} that {source.name} was "
+                                      "quantized from, onnxruntime CPU")
+    return model, (f"the Q/DQ source {source} itself (its FP32 ONNX is not available), "
+                   "onnxruntime CPU: the figures show only what FP16 adds")
 
 
 def _data_config(src_manifest: dict[str, Any], model: onnx.ModelProto) -> DataConfig:
@@ -259,9 +279,6 @@ def _graph_manifest(path: Path, precision: Precision, source: Path,
         "fp32_nodes": conversion.fp32_nodes,
         "accuracy": {
             "data": data.source,
-            "reference": ("the source ONNX, already Q/DQ (the figures show what FP16 adds)"
-                          if qdq_path is None and precision is Precision.INT8_FP16
-                          else "the FP32 source ONNX") + ", onnxruntime CPU",
             "method": "FP16 storage emulated in FP32 (every FP16 tensor rounded), Q/DQ as "
                       "fake quantization; onnxruntime_cpu figures: the graph run natively "
                       "(its CPU provider upcasts most FP16 nodes, so they flatter FP16)",

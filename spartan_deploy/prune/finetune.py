@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spartan_deploy.data import Dataset
 from spartan_deploy.model.spartan import SpaRTAN
 from spartan_deploy.prune.sparsity import hold_masks, reapply_masks
 from spartan_deploy.train import TrainOptions, evaluate_model
@@ -39,12 +40,13 @@ class FinetuneOptions:
                             min_lr=min(1e-6, self.lr), warmup_epochs=0.0, seed=self.seed)
 
 
-def top1(model: SpaRTAN, dataset) -> float:
+def top1(model: SpaRTAN, dataset: Dataset) -> float:
     """Top-1 accuracy (fraction) of ``model`` on a labelled dataset."""
     return evaluate_model(model, dataset).top1
 
 
-def _epoch(model: SpaRTAN, dataset, options: TrainOptions, optimizer, schedule,
+def _epoch(model: SpaRTAN, dataset: Dataset, options: TrainOptions,
+           optimizer: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LRScheduler,
            epoch: int) -> float:
     order = np.random.default_rng([options.seed, epoch]).permutation(len(dataset))
     generator = torch.Generator().manual_seed(options.seed * 100_003 + epoch)
@@ -64,7 +66,7 @@ def _epoch(model: SpaRTAN, dataset, options: TrainOptions, optimizer, schedule,
     return loss_sum / max(count, 1)
 
 
-def finetune(model: SpaRTAN, dataset, options: FinetuneOptions,
+def finetune(model: SpaRTAN, dataset: Dataset, options: FinetuneOptions,
              masks: dict[str, torch.Tensor] | None = None,
              progress: ProgressFn | None = None) -> SpaRTAN:
     """Fine-tune ``model`` in place on a labelled dataset; returns it in eval mode."""

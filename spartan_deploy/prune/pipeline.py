@@ -17,6 +17,7 @@ import numpy as np
 
 from spartan_deploy._io import (
     check_output_path, library_versions, manifest_path, sha256_file, write_json)
+from spartan_deploy.data import Dataset
 from spartan_deploy.errors import UsageError
 from spartan_deploy.model import LoadedModel, save_checkpoint, validate_img_size
 from spartan_deploy.model.complexity import complexity
@@ -25,7 +26,9 @@ from spartan_deploy.model.spartan import SpaRTAN
 from spartan_deploy.prune import search
 from spartan_deploy.prune.finetune import FinetuneOptions, ProgressFn, finetune, top1
 from spartan_deploy.prune.importance import Method, l1_scores, taylor_scores
-from spartan_deploy.prune.plan import DEFAULT_CHANNEL_MULTIPLE, pruned_widths, select_channels
+from spartan_deploy.prune.plan import (
+    DEFAULT_CHANNEL_MULTIPLE, BlockScores, pruned_widths, select_channels)
+from spartan_deploy.prune.sparsity import CHANNEL_MULTIPLE as SPARSE_CHANNEL_MULTIPLE
 from spartan_deploy.prune.sparsity import Sparsity, SparsityReport, apply_two_four
 from spartan_deploy.prune.surgery import prune_model
 
@@ -49,8 +52,16 @@ class PruneOptions:
     lr: float = 5e-4
     batch_size: int = 64
     sparsity: Sparsity = Sparsity.NONE
-    channel_multiple: int = DEFAULT_CHANNEL_MULTIPLE
+    channel_multiple: int | None = None  # None: 16, or 32 with 2:4 (what its kernels need)
     seed: int = 0
+
+    @property
+    def multiple(self) -> int:
+        """Kept hidden/neck widths prefer multiples of this."""
+        if self.channel_multiple is not None:
+            return self.channel_multiple
+        return SPARSE_CHANNEL_MULTIPLE if self.sparsity is Sparsity.TWO_FOUR \
+            else DEFAULT_CHANNEL_MULTIPLE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +131,7 @@ def validate_options(options: PruneOptions) -> None:
     if options.finetune_epochs and not options.data:
         raise UsageError("--finetune-epochs needs labelled data: give --data digits or a "
                          "folder of class sub-folders")
-    if options.channel_multiple < 1:
+    if options.channel_multiple is not None and options.channel_multiple < 1:
         raise UsageError(f"channel multiple {options.channel_multiple} must be at least 1")
     if options.calib_count < 1:
         raise UsageError(f"--calib-count {options.calib_count} must be at least 1")
@@ -130,7 +141,7 @@ def validate_options(options: PruneOptions) -> None:
     validate_img_size(options.img_size)
 
 
-def _figures(model: SpaRTAN, img_size: int, dataset) -> Figures:
+def _figures(model: SpaRTAN, img_size: int, dataset: Dataset | None) -> Figures:
     cost = complexity(model, img_size)
     return Figures(cost.params, cost.macs, top1(model, dataset) if dataset is not None else None)
 
@@ -145,7 +156,8 @@ def _stage_widths(before: ModelConfig, after: ModelConfig) -> tuple[StageWidths,
     return tuple(stages)
 
 
-def _datasets(loaded: LoadedModel, options: PruneOptions) -> tuple[Any, Any]:
+def _datasets(loaded: LoadedModel,
+              options: PruneOptions) -> tuple[Dataset | None, Dataset | None]:
     """(test split for accuracy, train split for fine-tuning); None where not asked for."""
     if not options.data:
         return None, None
@@ -191,7 +203,7 @@ def _calibration(loaded: LoadedModel, options: PruneOptions) -> list[np.ndarray]
     return [images[i:i + step] for i in range(0, len(images), step)]
 
 
-def _scores(loaded: LoadedModel, options: PruneOptions):
+def _scores(loaded: LoadedModel, options: PruneOptions) -> list[BlockScores]:
     if options.method is Method.TAYLOR:
         return taylor_scores(loaded.model, _calibration(loaded, options))
     return l1_scores(loaded.model)
@@ -201,7 +213,7 @@ def _resolve_ratio(config: ModelConfig, options: PruneOptions, img_size: int) ->
     if options.ratio is not None:
         return options.ratio
     return search.ratio_for_macs(config, int(options.target_macs), img_size,
-                                 options.channel_multiple)
+                                 options.multiple)
 
 
 def prune(loaded: LoadedModel, options: PruneOptions, output: str | Path | None = None,
@@ -219,7 +231,7 @@ def prune(loaded: LoadedModel, options: PruneOptions, output: str | Path | None 
     before = _figures(loaded.model, img_size, test)
     say(f"scoring channels ({options.method.value}), width ratio {ratio:.3f}")
     keeps = select_channels(loaded.config,
-                            pruned_widths(loaded.config, ratio, options.channel_multiple),
+                            pruned_widths(loaded.config, ratio, options.multiple),
                             _scores(loaded, options))
     model = prune_model(loaded.model, keeps).eval()
     masks, report = ({}, None)
@@ -245,7 +257,8 @@ def _save(result: PruneResult, loaded: LoadedModel, options: PruneOptions, out: 
     options_dict = {k: (v.value if hasattr(v, "value") else str(v) if isinstance(v, Path)
                         else v) for k, v in dataclasses.asdict(options).items()}
     meta = {"pruned_from": {"name": loaded.name, "sha256": loaded.weights_sha256},
-            "prune_options": options_dict, "width_ratio": result.ratio}
+            "prune_options": options_dict, "width_ratio": result.ratio,
+            "channel_multiple": options.multiple}
     if result.sparsity is not None:
         meta["sparsity"] = {"pattern": "2:4", "layers": list(result.sparsity.sparse_layers)}
     summary = result.to_dict()

@@ -53,13 +53,14 @@ class BudgetReport:
                 "sensitivity_top": list(self.sensitivity)}
 
 
-def sensitivity(model: onnx.ModelProto, candidates: list[str], images: np.ndarray,
-                fp32_logits: np.ndarray) -> list[tuple[str, float]]:
+def sensitivity(model: onnx.ModelProto, float_model: onnx.ModelProto, candidates: list[str],
+                images: np.ndarray, fp32_logits: np.ndarray) -> list[tuple[str, float]]:
     """(node, error reduction) for each candidate, most sensitive first."""
     base = _error(evaluate.run_logits(evaluate.session(model), images), fp32_logits)
     scores = []
     for name in candidates:
-        logits = evaluate.run_logits(evaluate.session(bypass_qdq(model, [name])), images)
+        variant = bypass_qdq(model, [name], float_model)
+        logits = evaluate.run_logits(evaluate.session(variant), images)
         scores.append((name, base - _error(logits, fp32_logits)))
     return sorted(scores, key=lambda item: -item[1])
 
@@ -68,7 +69,8 @@ def _error(logits: np.ndarray, reference: np.ndarray) -> float:
     return float(np.mean((logits.astype(np.float64) - reference) ** 2))
 
 
-def enforce_budget(model: onnx.ModelProto, requantize: Callable[[list[str]], onnx.ModelProto],
+def enforce_budget(model: onnx.ModelProto, float_model: onnx.ModelProto,
+                   requantize: Callable[[list[str]], onnx.ModelProto],
                    data: evaluate.LabelledData, fp32_logits: np.ndarray,
                    max_drop: float) -> tuple[onnx.ModelProto, BudgetReport]:
     """The INT8 graph that meets the budget (possibly ``model`` itself) and the report."""
@@ -77,7 +79,7 @@ def enforce_budget(model: onnx.ModelProto, requantize: Callable[[list[str]], onn
     if fp32_top1 - first <= max_drop + 1e-9:
         return model, BudgetReport(max_drop, fp32_top1, first, first, (), (), ())
     subset = slice(0, SENSITIVITY_IMAGES)
-    ranked = sensitivity(model, quantized_nodes(model), data.images[subset],
+    ranked = sensitivity(model, float_model, quantized_nodes(model), data.images[subset],
                          fp32_logits[subset])
     top = tuple({"node": n, "error_reduction": s} for n, s in ranked[:20])
     returned: list[str] = []
@@ -85,7 +87,8 @@ def enforce_budget(model: onnx.ModelProto, requantize: Callable[[list[str]], onn
     current, accuracy = model, first
     for _ in range(_MAX_ROUNDS):
         remaining = [n for n, _ in ranked if n not in returned]
-        accuracy = _greedy(current, remaining, returned, steps, data, fp32_top1, max_drop)
+        accuracy = _greedy(current, float_model, remaining, returned, steps, data, fp32_top1,
+                           max_drop)
         if fp32_top1 - accuracy > max_drop + 1e-9:
             break  # every candidate returned and still short
         current = requantize(list(returned))
@@ -101,16 +104,16 @@ def enforce_budget(model: onnx.ModelProto, requantize: Callable[[list[str]], onn
         "or add calibration images; nothing was written")
 
 
-def _greedy(model: onnx.ModelProto, order: list[str], returned: list[str],
-            steps: list[dict[str, Any]], data: evaluate.LabelledData, fp32_top1: float,
-            max_drop: float) -> float:
+def _greedy(model: onnx.ModelProto, float_model: onnx.ModelProto, order: list[str],
+            returned: list[str], steps: list[dict[str, Any]], data: evaluate.LabelledData,
+            fp32_top1: float, max_drop: float) -> float:
     """Bypass layers of ``order`` one at a time (appending to ``returned``) until it holds."""
-    accuracy = _top1(bypass_qdq(model, returned), data) if returned else _top1(model, data)
+    accuracy = _top1(bypass_qdq(model, returned, float_model) if returned else model, data)
     for name in order:
         if fp32_top1 - accuracy <= max_drop + 1e-9:
             break
         returned.append(name)
-        accuracy = _top1(bypass_qdq(model, returned), data)
+        accuracy = _top1(bypass_qdq(model, returned, float_model), data)
         steps.append({"returned": name, "int8_top1": accuracy})
     return accuracy
 

@@ -91,7 +91,7 @@ def quantize_onnx(onnx_path: str | Path, calib_dir: str | Path,
     if labelled is not None and job.options.max_drop is not None:
         fp32_logits = evaluate.run_logits(fp32, labelled.images)
         model, budget = enforce_budget(
-            model, lambda extra: _quantize(job, ranges, calib, extra), labelled, fp32_logits,
+            model, job.model, lambda extra: _quantize(job, ranges, calib, extra), labelled, fp32_logits,
             job.options.max_drop)
         if budget.returned_to_float:
             job.excluded["budget"] = list(budget.returned_to_float)
@@ -192,7 +192,7 @@ def _quantize(job: _Job, ranges: Ranges, calib: CalibrationSet,
                                        exclude)
         model = onnx.load(str(out))
     # Excluded nodes read the float tensor even where a quantized sibling reads it too.
-    return graph.bypass_qdq(model, exclude)
+    return graph.bypass_qdq(model, exclude, job.model)
 
 
 def _figures(fp32: Any, model: onnx.ModelProto, calib: CalibrationSet,
@@ -242,12 +242,20 @@ def _manifest(job: _Job, model: onnx.ModelProto, calib: CalibrationSet, ranges: 
         "quantized_nodes": quantized,
         "excluded_nodes": job.excluded,
         "float_nodes": excluded_all,
+        "left_float_by_backend": _left_float(model, quantized, excluded_all),
         "figures": _figures_dict(figures),
         "budget": budget.to_dict() if budget else None,
         "seconds": round(seconds, 2),
         "versions": library_versions(),
         "machine": machine_info(),
     }
+
+
+def _left_float(model: onnx.ModelProto, quantized: list[str], excluded: list[str]) -> list[str]:
+    """Weighted layers we did not exclude that the backend's own rules kept float."""
+    skip = set(quantized) | set(excluded)
+    return [n.name for n in model.graph.node
+            if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and n.name not in skip]
 
 
 def _backend_info(target: Target) -> dict[str, Any]:

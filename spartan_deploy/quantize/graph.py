@@ -256,19 +256,27 @@ def quantized_nodes(model: onnx.ModelProto) -> list[str]:
     return names
 
 
-def bypass_qdq(model: onnx.ModelProto, node_names: Iterable[str]) -> onnx.ModelProto:
+def bypass_qdq(model: onnx.ModelProto, node_names: Iterable[str],
+               float_model: onnx.ModelProto | None = None) -> onnx.ModelProto:
     """A copy in which the named nodes compute in float: every Q->DQ (or weight DQ) feeding
     them is skipped, and so is the Q->DQ on their outputs wherever a float node reads it
-    (INT8 consumers keep their quantized input). Q/DQ nobody reads any more are removed."""
+    (INT8 consumers keep their quantized input). Q/DQ nobody reads any more are removed.
+
+    Weights and biases stored quantized are restored from ``float_model`` (the source graph,
+    same node names) when given: an INT32 bias quantized with a coarse activation scale can
+    be far off, so dequantizing it would not give the float layer back.
+    """
     model = onnx.ModelProto.FromString(model.SerializeToString())
     int8 = set(quantized_nodes(model))
     index = GraphIndex(model)
+    originals = GraphIndex(float_model) if float_model is not None else None
     for name in node_names:
         node = index.by_name.get(name)
         if node is None:
             continue
         for slot, tensor in enumerate(node.input):
-            source = _float_source(model, index, tensor)
+            source = (_original_constant(model, index, originals, name, slot)
+                      or _float_source(model, index, tensor))
             if source is not None:
                 node.input[slot] = source
         for tensor in node.output:
@@ -292,6 +300,29 @@ def _dequantized_readers(index: GraphIndex,
             for reader in index.consumers[dq.output[0]]:
                 found.extend((reader, i) for i, t in enumerate(reader.input) if t == dq.output[0])
     return found
+
+
+def _original_constant(model: onnx.ModelProto, index: GraphIndex,
+                       originals: GraphIndex | None, name: str, slot: int) -> str | None:
+    """The source graph's float initializer at this node input, copied in when missing."""
+    tensor = index.by_name[name].input[slot]
+    dq = index.producer.get(tensor)
+    if originals is None or dq is None or dq.op_type != "DequantizeLinear":
+        return None
+    original = originals.by_name.get(name)
+    if original is None or slot >= len(original.input):
+        return None
+    init = originals.initializers.get(original.input[slot])
+    if init is None:
+        return None
+    copy_name = f"{init.name}_float"
+    if copy_name not in index.initializers:
+        copied = onnx.TensorProto()
+        copied.CopyFrom(init)
+        copied.name = copy_name
+        model.graph.initializer.append(copied)
+        index.initializers[copy_name] = copied
+    return copy_name
 
 
 def _float_source(model: onnx.ModelProto, index: GraphIndex, tensor: str) -> str | None:

@@ -89,3 +89,23 @@ def test_fp32_build_without_tensorrt_writes_nothing(tiny_onnx: Path) -> None:
     assert result.exit_code == 4
     assert "nothing (the source ONNX is already the graph to build)" in result.output
     assert files(tiny_onnx.parent) == before
+
+
+@needs_no_tensorrt
+def test_quantized_source_with_fp16_measures_against_its_fp32_onnx(tiny_qdq_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    import shutil
+
+    for name in ("model.int8.trt.onnx", "model.int8.trt.onnx.json"):
+        shutil.copy(tiny_qdq_dir / name, tmp_path / name)
+    refused = invoke(tmp_path / "model.int8.trt.onnx", "--int8", "--calib", tmp_path)
+    assert refused.exit_code == 2 and "already quantized" in refused.output
+    result = invoke(tmp_path / "model.int8.trt.onnx", "--fp16")
+    assert result.exit_code == 4, result.output
+    assert "model.int8.fp16.onnx" in result.output
+    manifest = json.loads((tmp_path / "model.int8.fp16.onnx.json").read_text())
+    accuracy = manifest["accuracy"]
+    assert manifest["precision"] == "int8+fp16" and accuracy["budget_points"] == 1.0
+    assert "FP32 ONNX" in accuracy["reference"] and "quantized from" in accuracy["reference"]
+    assert accuracy["quantize_stage_only"]["count"] == accuracy["count"] == 359
+    assert not (tmp_path / "model.int8.fp16.plan").exists()

@@ -70,29 +70,8 @@ def test_fp16_graph_runs_and_its_error_is_measured(tiny_fp16, tiny_onnx_dir) -> 
     assert accuracy.drop_points == pytest.approx(100 * (1 - accuracy.agreement_top1))
 
 
-@pytest.fixture(scope="module")
-def tiny_qdq(tiny_onnx_dir, tmp_path_factory) -> onnx.ModelProto:
-    """A Q/DQ graph of the tiny model from ONNX Runtime's static quantizer (independent of
-    the project's quantize stage, so this tests only the FP16 conversion of a Q/DQ graph)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            rng = np.random.default_rng(0)
-            self.batches = iter([{"input": rng.standard_normal((2, 3, 32, 32),
-                                                               dtype=np.float32)}] * 2)
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    out = tmp_path_factory.mktemp("qdq") / "model.qdq.onnx"
-    quantize_static(str(tiny_onnx_dir / "model.onnx"), str(out), Reader(),
-                    quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
-                    per_channel=True)
-    return onnx.load(out)
-
-
-def test_int8_graph_keeps_qdq_and_converts_the_rest(tiny_qdq) -> None:
+def test_int8_graph_keeps_qdq_and_converts_the_rest(tiny_qdq_dir) -> None:
+    tiny_qdq = onnx.load(tiny_qdq_dir / "model.int8.trt.onnx")
     assert has_qdq(tiny_qdq)
     result = convert_to_fp16(tiny_qdq)
     model = result.model

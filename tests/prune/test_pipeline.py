@@ -131,3 +131,9 @@ def test_fine_tune_refuses_a_folder_without_splits(loaded, tmp_path):
         Image.fromarray(digit_pixels(0)).save(tmp_path / label / "x.png")
     with pytest.raises(DataError):
         prune(loaded, PruneOptions(ratio=0.3, data=str(tmp_path), finetune_epochs=1))
+
+
+def test_two_four_prefers_widths_its_kernels_accept():
+    assert PruneOptions(ratio=0.3).multiple == 16
+    assert PruneOptions(ratio=0.3, sparsity=Sparsity.TWO_FOUR).multiple == 32
+    assert PruneOptions(ratio=0.3, sparsity=Sparsity.TWO_FOUR, channel_multiple=8).multiple == 8

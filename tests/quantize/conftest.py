@@ -1,0 +1,68 @@
+"""Quantize-test fixtures: the official tiny SpaRTAN exported once at 32x32 (digits
+preprocessing), a small calibration folder of digits PNGs, and shared quantization runs.
+
+The tiny model has every part the stage cares about (SE gates, argmax/gather superposition,
+grouped and depthwise convs, the head) at a size that quantizes in seconds.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+CALIB_IMAGES = 20
+
+
+@pytest.fixture(scope="session")
+def q_onnx_dir(tmp_path_factory, tiny_model) -> Path:
+    from spartan_deploy.data import DIGITS_DATA_CONFIG
+    from spartan_deploy.export import ExportOptions, export_onnx
+    from spartan_deploy.model import LoadedModel
+
+    folder = tmp_path_factory.mktemp("q-onnx")
+    export_onnx(LoadedModel("tiny", tiny_model, DIGITS_DATA_CONFIG), folder / "model.onnx",
+                ExportOptions(img_size=32))
+    return folder
+
+
+@pytest.fixture
+def q_onnx(q_onnx_dir, tmp_path) -> Path:
+    """A private copy of the float graph (with its manifest) that a test may write beside."""
+    for name in ("model.onnx", "model.onnx.json"):
+        shutil.copy(q_onnx_dir / name, tmp_path / name)
+    return tmp_path / "model.onnx"
+
+
+@pytest.fixture(scope="session")
+def calib_dir(tmp_path_factory) -> Path:
+    """CALIB_IMAGES digits from the train split as PNGs (as calib/ holds them)."""
+    from spartan_deploy.data import digit_image, digits_split
+
+    folder = tmp_path_factory.mktemp("calib")
+    for index in digits_split("train")[:CALIB_IMAGES]:
+        digit_image(int(index)).save(folder / f"digit_{int(index):04d}.png")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def cpu_run(q_onnx_dir, calib_dir, tmp_path_factory):
+    """One CPU-target quantization (max ranges, digits labels) shared by read-only tests."""
+    from spartan_deploy.quantize import QuantizeOptions, Target, quantize_onnx
+
+    out = tmp_path_factory.mktemp("cpu-run") / "model.int8.cpu.onnx"
+    return quantize_onnx(q_onnx_dir / "model.onnx", calib_dir,
+                         QuantizeOptions(target=Target.CPU, method="max", data="digits",
+                                         data_limit=48), out)
+
+
+@pytest.fixture(scope="session")
+def trt_run(q_onnx_dir, calib_dir, tmp_path_factory):
+    """One TensorRT-target quantization (Model Optimizer) shared by read-only tests."""
+    pytest.importorskip("modelopt.onnx.quantization")
+    from spartan_deploy.quantize import QuantizeOptions, Target, quantize_onnx
+
+    out = tmp_path_factory.mktemp("trt-run") / "model.int8.trt.onnx"
+    return quantize_onnx(q_onnx_dir / "model.onnx", calib_dir,
+                         QuantizeOptions(target=Target.TENSORRT, method="max"), out)
