@@ -13,7 +13,9 @@ Each timed call is one full batch; the figure is the median after warm-up (minim
 process CPU time per call are printed too, because other people share this machine).
 
     python3 benchmarks/bench_export.py                 # print the Markdown section
-    python3 benchmarks/bench_export.py --write benchmarks/results/export.md
+    python3 benchmarks/bench_export.py --threads 1 --write /tmp/run.md
+
+The analysis around these sections lives in benchmarks/results/export.md.
 """
 
 from __future__ import annotations

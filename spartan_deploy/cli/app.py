@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from spartan_deploy.errors import SpartanError
 
@@ -45,7 +46,8 @@ def guarded(func: F) -> F:
         except SpartanError as err:
             if _state["verbose"]:
                 traceback.print_exc()
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: nothing half-written was left behind")
@@ -107,7 +109,7 @@ def run(argv: list[str] | None = None) -> int:
         ctx = getattr(err, "ctx", None)
         hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
         message = err.format_message() if hasattr(err, "format_message") else str(err)
-        err_console.print(f"[bold red]error:[/] {message}{hint}", highlight=False,
+        err_console.print(f"[bold red]error:[/] {escape(message + hint)}", highlight=False,
                           soft_wrap=True)
         return int(getattr(err, "exit_code", 2))
     except KeyboardInterrupt:

@@ -68,12 +68,17 @@ def check_outputs(json_path: Path | None, report_dir: Path | None, force: bool) 
 
 
 class _Bars:
-    """Rich progress bars on stderr, one per (artefact, batch) phase."""
+    """Rich progress bars on stderr, one per (artefact, batch) phase.
+
+    No auto-refresh: a background render thread would wake up while batches are being
+    timed and, on a small CPU, steal a core from the runtime's threads. The bench calls
+    back between batches (a few times a second), and each call redraws.
+    """
 
     def __init__(self) -> None:
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
                                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
-                                 console=err_console, transient=False)
+                                 console=err_console, transient=False, auto_refresh=False)
         self.tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> _Bars:
@@ -86,13 +91,13 @@ class _Bars:
     def fraction(self, description: str, done: float) -> None:
         if description not in self.tasks:
             self.tasks[description] = self.progress.add_task(description, total=1.0)
-        self.progress.update(self.tasks[description], completed=done)
+        self.progress.update(self.tasks[description], completed=done, refresh=True)
 
     def images(self, total: int) -> None:
         self.tasks["eval"] = self.progress.add_task("evaluating", total=total)
 
     def advance(self, count: int) -> None:
-        self.progress.advance(self.tasks["eval"], count)
+        self.progress.update(self.tasks["eval"], advance=count, refresh=True)
 
 
 @command("bench")

@@ -48,6 +48,12 @@ class EngineOptions:
     eval_data: str | None = None  # None: digits for the digits model, else the calib folder
     eval_limit: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.eval_limit is not None and (isinstance(self.eval_limit, bool)
+                                            or not isinstance(self.eval_limit, int)
+                                            or self.eval_limit < 1):
+            raise UsageError(f"--eval-limit {self.eval_limit!r} must be a positive integer")
+
 
 @dataclasses.dataclass(frozen=True)
 class Outputs:
@@ -312,8 +318,8 @@ def _build(graph: Path, source: Path, precision: Precision, options: BuildOption
     inp = model.graph.input[0]
     dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
     chw = (dims[1], dims[2], dims[3])
+    name, capability = gpu_info()  # first: no GPU is a clear error, not a builder failure
     built = build_plan(graph, inp.name, chw, precision, options)
-    name, capability = gpu_info()
     sidecar = make_sidecar(
         engine={"file": plan.name, "bytes": len(built.plan)},
         tensorrt={"version": built.tensorrt_version, "strongly_typed": built.strongly_typed},

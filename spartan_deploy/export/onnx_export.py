@@ -85,13 +85,13 @@ class ExportResult:
     manifest: dict[str, Any]
 
 
-def validate_options(options: ExportOptions) -> None:
-    """Reject bad option values up front, naming the value and what to use instead."""
-    try:
-        ExportFormat(options.fmt)
-    except ValueError:
-        raise UsageError(f"--fmt {options.fmt!r} is not supported; use one of: "
-                         f"{', '.join(f.value for f in ExportFormat)}") from None
+def validate_options(options: ExportOptions) -> ExportOptions:
+    """Reject bad option values up front (one line naming the value and what to use);
+    returns the options with plain strings turned into their enums."""
+    options = dataclasses.replace(
+        options, fmt=_enum(ExportFormat, options.fmt, "--fmt"),
+        exporter=_enum(Exporter, options.exporter, "--exporter"),
+        pair_mode=_enum(PairMode, options.pair_mode, "--pair-mode"))
     if options.opset not in SUPPORTED_OPSETS:
         raise UsageError(f"--opset {options.opset} is not supported; use one of "
                          f"{', '.join(map(str, SUPPORTED_OPSETS))} (read by ONNX Runtime and "
@@ -108,13 +108,22 @@ def validate_options(options: ExportOptions) -> None:
         raise UsageError(f"--atol {options.atol} must be positive")
     if options.parity_batch < 1:
         raise UsageError(f"parity batch {options.parity_batch} must be at least 1")
+    return options
+
+
+def _enum(kind: type[enum.Enum], value: Any, flag: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        accepted = ", ".join(str(member.value) for member in kind)
+        raise UsageError(f"{flag} {value!r} is not supported; use one of: {accepted}") from None
 
 
 def export_onnx(loaded: LoadedModel, output: str | Path, options: ExportOptions = ExportOptions(),
                 force: bool = False) -> ExportResult:
     """Export ``loaded`` to a verified ONNX file plus ``<output>.json`` manifest."""
     start = time.perf_counter()
-    validate_options(options)
+    options = validate_options(options)
     out = check_output_path(output, force=force)
     check_output_path(manifest_path(out), force=force)
     size = options.img_size or loaded.data_config.input_size

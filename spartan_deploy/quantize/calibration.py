@@ -28,6 +28,7 @@ CACHE_VERSION = 1
 _HOLDOUT_SHARE = 5  # without --calib-count, at most 1/5 of the folder is held out
 _HIST_BINS = {CalibMethod.ENTROPY: 128, CalibMethod.PERCENTILE: 2048}  # Model Optimizer's
 Ranges = dict[str, tuple[float, float]]
+_FLOAT_ONLY_OPS = frozenset({"Conv", "ConvTranspose", "FusedConv", "Gemm"})
 _PROBE_BYTES = 1 << 30  # activations held per calibration batch, at most
 
 
@@ -99,11 +100,11 @@ def batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
 
 def cache_key(source_sha256: str, calib: CalibrationSet, data_config: DataConfig,
               method: CalibMethod, symmetric: bool, percentile: float,
-              op_types: frozenset[str]) -> str:
+              op_types: frozenset[str], graph: str = "source") -> str:
     """Everything a range depends on: model bytes, images, preprocessing, method options."""
     parts = {"version": CACHE_VERSION, "model": source_sha256, "images": calib.set_hash,
              "data_config": data_config.to_dict(), "method": method.value,
-             "symmetric": symmetric, "op_types": sorted(op_types),
+             "symmetric": symmetric, "op_types": sorted(op_types), "graph": graph,
              "percentile": percentile if method is CalibMethod.PERCENTILE else None}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -137,7 +138,11 @@ def calibrated_tensors(model: onnx.ModelProto, op_types: frozenset[str]) -> list
         if node.op_type not in op_types:
             continue
         for name in (*node.input, *node.output):
-            if name and name not in inits and types.get(name) == onnx.TensorProto.FLOAT:
+            # ONNX shape inference cannot type the outputs of ONNX Runtime's fused ops
+            # (Gelu, FusedConv); what a float-only operator reads or writes is float.
+            kind = types.get(name, onnx.TensorProto.FLOAT if node.op_type in _FLOAT_ONLY_OPS
+                             else None)
+            if name and name not in inits and kind == onnx.TensorProto.FLOAT:
                 names[name] = None
     return list(names)
 

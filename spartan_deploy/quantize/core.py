@@ -66,6 +66,8 @@ class _Job:
     data_config: DataConfig
     input_name: str
     excluded: dict[str, list[str]]
+    work: Path  # the float graph that gets quantized (ORT-optimized for --target cpu)
+    work_model: onnx.ModelProto
 
 
 def default_output(onnx_path: str | Path, target: Target) -> Path:
@@ -79,7 +81,12 @@ def quantize_onnx(onnx_path: str | Path, calib_dir: str | Path,
                   force: bool = False) -> QuantizeResult:
     """Quantize a float SpaRTAN ONNX to explicit Q/DQ INT8 for ``options.target``."""
     start = time.perf_counter()
-    job = _prepare(onnx_path, options, output, force)
+    with tempfile.TemporaryDirectory(prefix="spartan-int8-") as tmp:
+        job = _prepare(onnx_path, options, output, force, Path(tmp))
+        return _run(job, calib_dir, start)
+
+
+def _run(job: _Job, calib_dir: str | Path, start: float) -> QuantizeResult:
     calib = load_calibration_set(calib_dir, job.data_config, job.options)
     labelled = (evaluate.load_labelled(job.options.data, job.data_config, job.options.data_split,
                                        job.options.data_limit, job.options.seed)
@@ -91,8 +98,8 @@ def quantize_onnx(onnx_path: str | Path, calib_dir: str | Path,
     if labelled is not None and job.options.max_drop is not None:
         fp32_logits = evaluate.run_logits(fp32, labelled.images)
         model, budget = enforce_budget(
-            model, job.model, lambda extra: _quantize(job, ranges, calib, extra), labelled, fp32_logits,
-            job.options.max_drop)
+            model, job.work_model, lambda extra: _quantize(job, ranges, calib, extra), labelled,
+            fp32_logits, job.options.max_drop)
         if budget.returned_to_float:
             job.excluded["budget"] = list(budget.returned_to_float)
     figures = _figures(fp32, model, calib, labelled)
@@ -109,7 +116,7 @@ def quantize_onnx(onnx_path: str | Path, calib_dir: str | Path,
 
 
 def _prepare(onnx_path: str | Path, options: QuantizeOptions, output: str | Path | None,
-             force: bool) -> _Job:
+             force: bool, tmp: Path) -> _Job:
     options = validate_options(options)
     source = Path(onnx_path)
     model = graph.load_source(source)
@@ -120,17 +127,24 @@ def _prepare(onnx_path: str | Path, options: QuantizeOptions, output: str | Path
     check_output_path(manifest_path(out), force=force)
     input_name, dims = graph.input_spec(model)
     data_config = _data_config(source, options, dims)
-    excluded: dict[str, list[str]] = {}
-    if options.keep_fragile_float:
-        excluded.update(graph.find_fragile(model))
-    if options.target is Target.CPU:
-        excluded["cpu_int8_slower"] = _grouped_convs(model)
-    for item, names in graph.resolve_excludes(model, options.exclude).items():
-        excluded[f"user:{item}"] = names
+    user = graph.resolve_excludes(model, options.exclude)  # names as the user sees them
     if options.target is Target.TENSORRT:
         backends.check_modelopt()
+        work = source
+    else:
+        work = backends.optimize_for_cpu(source, tmp / "optimized.onnx")
+    work_model = model if work == source else onnx.load(str(work))
+    excluded: dict[str, list[str]] = {}
+    if options.keep_fragile_float:
+        excluded.update(graph.find_fragile(work_model))
+    if options.target is Target.CPU:
+        excluded["cpu_int8_slower"] = _grouped_convs(work_model)
+    for item, names in user.items():
+        # an operator type also covers nodes the CPU graph optimizer renamed
+        extra = [n.name for n in work_model.graph.node if n.op_type == item]
+        excluded[f"user:{item}"] = list(dict.fromkeys(names + extra))
     return _Job(source, model, sha256_file(source), out, options, data_config, input_name,
-                excluded)
+                excluded, work, work_model)
 
 
 def _data_config(source: Path, options: QuantizeOptions, dims: list[int | str]) -> DataConfig:
@@ -151,10 +165,17 @@ def _data_config(source: Path, options: QuantizeOptions, dims: list[int | str]) 
 
 
 def _grouped_convs(model: onnx.ModelProto) -> list[str]:
-    """Convolutions with groups > 1 (ONNX Runtime's INT8 kernels for them are slower)."""
-    def groups(node: onnx.NodeProto) -> int:
-        return next((a.i for a in node.attribute if a.name == "group"), 1)
-    return [n.name for n in model.graph.node if n.op_type == "Conv" and groups(n) > 1]
+    """Grouped convolutions that are not depthwise: ONNX Runtime's INT8 kernel for them
+    (a small GEMM per group) is several times slower than its FP32 one (measured)."""
+    shapes = {i.name: list(i.dims) for i in model.graph.initializer}
+    found = []
+    for node in model.graph.node:
+        groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+        weight = shapes.get(node.input[1]) if len(node.input) > 1 else None
+        depthwise = weight is not None and len(weight) > 1 and weight[1] == 1
+        if node.op_type == "Conv" and groups > 1 and not depthwise:
+            found.append(node.name)
+    return found
 
 
 def _ranges(job: _Job, calib: CalibrationSet) -> tuple[Ranges, bool, Path | None]:
@@ -163,14 +184,14 @@ def _ranges(job: _Job, calib: CalibrationSet) -> tuple[Ranges, bool, Path | None
     symmetric = opts.target is Target.TENSORRT  # signed symmetric INT8 for TensorRT
     op_types = backends.CALIBRATED_OPS[opts.target]
     key = cache_key(job.source_sha256, calib, job.data_config, opts.method, symmetric,
-                    opts.percentile, op_types)
+                    opts.percentile, op_types, backends.graph_tag(opts.target))
     folder = opts.cache_dir or job.output.parent / CACHE_FOLDER
     cache_file = folder / f"calib-{key}.json"
     if opts.cache:
         cached = read_cache(cache_file, key)
         if cached is not None:
             return cached, True, cache_file
-    ranges = compute_ranges(job.source, job.input_name, calib.images, opts.method, symmetric,
+    ranges = compute_ranges(job.work, job.input_name, calib.images, opts.method, symmetric,
                             opts.percentile, opts.batch_size, op_types)
     about = {"source_sha256": job.source_sha256, "images": calib.set_hash,
              "method": opts.method.value, "symmetric": symmetric}
@@ -186,13 +207,13 @@ def _quantize(job: _Job, ranges: Ranges, calib: CalibrationSet,
     with tempfile.TemporaryDirectory(prefix="spartan-int8-") as tmp:
         out = Path(tmp) / "int8.onnx"
         if job.options.target is Target.CPU:
-            backends.quantize_cpu(job.source, out, ranges, job.options.method, exclude)
+            backends.quantize_cpu(job.work, out, ranges, job.options.method, exclude)
         else:
-            backends.quantize_tensorrt(job.source, out, ranges, calib.images, job.input_name,
+            backends.quantize_tensorrt(job.work, out, ranges, calib.images, job.input_name,
                                        exclude)
         model = onnx.load(str(out))
     # Excluded nodes read the float tensor even where a quantized sibling reads it too.
-    return graph.bypass_qdq(model, exclude, job.model)
+    return graph.bypass_qdq(model, exclude, job.work_model)
 
 
 def _figures(fp32: Any, model: onnx.ModelProto, calib: CalibrationSet,
@@ -261,6 +282,8 @@ def _left_float(model: onnx.ModelProto, quantized: list[str], excluded: list[str
 def _backend_info(target: Target) -> dict[str, Any]:
     if target is Target.CPU:
         return {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
+                "graph": "ONNX Runtime offline-optimized (ORT_ENABLE_EXTENDED: GELU and "
+                         "conv+activation fusions, com.microsoft ops): runs on ONNX Runtime only",
                 "activations": "uint8 asymmetric per-tensor",
                 "weights": "int8 symmetric per-channel", "op_types": list(backends.CPU_OP_TYPES)}
     return {"tool": "modelopt.onnx.quantization (int8)", "format": "QDQ",

@@ -60,6 +60,7 @@ def test_fp16_without_tensorrt_writes_the_graph_then_exits_4(tiny_onnx: Path) ->
     (["--calib", "calib"], "only used with --int8"),
     (["--fp16", "-o", "engine.onnx"], ".plan or .engine"),
     (["--fp16", "--timing-cache", "nowhere/cache.bin"], "--timing-cache"),
+    (["--fp16", "--eval-limit", "0"], "--eval-limit"),
 ])
 def test_bad_options_exit_2_before_writing(tiny_onnx: Path, args: list[str],
                                            message: str) -> None:

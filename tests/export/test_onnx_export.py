@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 from onnx import TensorProto, helper
 
 from spartan_deploy.errors import ExportError, OutputExistsError, ParityError, UsageError
@@ -28,9 +29,18 @@ def tiny_loaded(tiny_model, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny_export(tiny_loaded, tmp_path_factory):
+def official_loaded(official_fixture, tmp_path_factory):
+    """The fixture's weights as an official training checkpoint with a DDP prefix."""
+    path = tmp_path_factory.mktemp("official") / "official.pth"
+    state = {f"module.{k}": v for k, v in official_fixture["state_dict"].items()}
+    torch.save({"epoch": 3, "model": state, "optim": {}}, path)
+    return load_model(weights=path)
+
+
+@pytest.fixture(scope="module")
+def tiny_export(official_loaded, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    return export_onnx(tiny_loaded, out, ExportOptions())
+    return export_onnx(official_loaded, out, ExportOptions(img_size=64))
 
 
 def _run(path, x: np.ndarray) -> np.ndarray:
@@ -70,12 +80,15 @@ def test_graph_is_real_valued_and_on_the_tensorrt_list(tiny_export):
     assert [d.dim_value for d in inp.type.tensor_type.shape.dim[1:]] == [3, 64, 64]
 
 
-def test_manifest_records_source_options_versions_and_parity(tiny_export, tiny_loaded):
+def test_manifest_records_source_options_versions_and_parity(tiny_export, official_loaded):
     manifest = json.loads(tiny_export.manifest_path.read_text())
     assert manifest == tiny_export.manifest
-    assert manifest["source"]["sha256"] == tiny_loaded.weights_sha256
+    assert manifest["source"]["sha256"] == official_loaded.weights_sha256
+    assert manifest["source"]["sha256"] == hashlib.sha256(
+        official_loaded.weights_path.read_bytes()).hexdigest()
+    assert manifest["source"]["checkpoint_format"] == "official"
     assert manifest["sha256"] == hashlib.sha256(tiny_export.path.read_bytes()).hexdigest()
-    assert manifest["config"] == tiny_loaded.config.to_dict()
+    assert manifest["config"] == official_loaded.config.to_dict()
     assert manifest["data_config"]["input_size"] == 64
     assert manifest["opset"] == 17 and manifest["options"]["fmt"] == "onnx"
     assert {"torch", "onnx", "onnxruntime"} <= set(manifest["versions"])
@@ -95,7 +108,6 @@ def test_pruned_shape_model_exports_with_parity(tmp_path):
     graph = onnx.load(result.path)
     assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 3
     x = np.random.default_rng(0).standard_normal((3, 3, 64, 64), dtype=np.float32)
-    import torch
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     assert np.abs(_run(result.path, x) - expected).max() <= 1e-4
@@ -217,10 +229,18 @@ def test_dtype_check_rejects_complex_and_double(elem):
         check_dtypes(_graph(node, [_value("x", elem)], [_value("y", elem)]))
 
 
-def test_export_form_is_what_gets_exported(tiny_export, tiny_loaded):
+def test_export_form_is_what_gets_exported(tiny_export, official_loaded):
     """Same ops as the export form implies: no BatchNormalization, folded pair maps."""
     ops = tiny_export.operators
     assert "BatchNormalization" not in ops and "InstanceNormalization" not in ops
-    form = to_export_form(tiny_loaded.model)
+    form = to_export_form(official_loaded.model)
     convs = sum(1 for m in form.modules() if m.__class__.__name__ == "Conv2d")
     assert ops["Conv"] == convs
+
+
+def test_dynamo_exporter_gives_a_checked_graph_too(tiny_loaded, tmp_path):
+    options = ExportOptions(exporter="dynamo", opset=18)
+    result = export_onnx(tiny_loaded, tmp_path / "dynamo.onnx", options)
+    assert result.parity.max_abs_diff <= 1e-4
+    assert "Transpose" not in result.operators
+    assert result.manifest["export_form"]["exporter"] == "dynamo"

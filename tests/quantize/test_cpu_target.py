@@ -21,6 +21,11 @@ def _groups(node: onnx.NodeProto) -> int:
     return next((a.i for a in node.attribute if a.name == "group"), 1)
 
 
+def _plain_or_depthwise(model: onnx.ModelProto, node: onnx.NodeProto) -> bool:
+    dims = {i.name: list(i.dims) for i in model.graph.initializer}
+    return _groups(node) == 1 or dims[node.input[1]][1] == 1
+
+
 def _reads_dq(model: onnx.ModelProto, node: onnx.NodeProto) -> bool:
     producer = {o: n for n in model.graph.node for o in n.output}
     return any(i in producer and producer[i].op_type == "DequantizeLinear" for i in node.input)
@@ -32,14 +37,16 @@ def _activation_scales(model: onnx.ModelProto) -> dict[str, np.ndarray]:
             if n.op_type == "QuantizeLinear" and n.input[0] not in inits}
 
 
-def test_only_plain_convs_are_int8(cpu_run, q_onnx_dir) -> None:
+def test_only_plain_and_depthwise_convs_are_int8(cpu_run, q_onnx_dir) -> None:
     model = onnx.load(cpu_run.path)
     nodes = {n.name: n for n in model.graph.node}
     assert cpu_run.quantized_nodes
     for name in cpu_run.quantized_nodes:
-        assert nodes[name].op_type == "Conv" and _groups(nodes[name]) == 1
+        assert nodes[name].op_type == "Conv"
     source = onnx.load(q_onnx_dir / "model.onnx")
-    plain = [n.name for n in source.graph.node if n.op_type == "Conv" and _groups(n) == 1]
+    plain = [n.name for n in source.graph.node
+             if n.op_type == "Conv" and _plain_or_depthwise(source, n)]
+    assert any(_groups(nodes[n]) > 1 for n in cpu_run.quantized_nodes)  # depthwise ones
     fragile = {n for names in graph.find_fragile(source).values() for n in names}
     assert set(cpu_run.quantized_nodes) == set(plain) - fragile
 
@@ -85,7 +92,9 @@ def test_fragile_and_grouped_parts_stay_float(cpu_run, q_onnx_dir) -> None:
         assert cpu_run.excluded[kind], kind
         for name in cpu_run.excluded[kind]:
             assert not _reads_dq(model, nodes[name]), f"{kind}: {name} reads a DQ output"
-    grouped = [n.name for n in model.graph.node if n.op_type == "Conv" and _groups(n) > 1]
+    source = onnx.load(q_onnx_dir / "model.onnx")
+    grouped = [n.name for n in source.graph.node
+               if n.op_type == "Conv" and not _plain_or_depthwise(source, n)]
     assert grouped and set(grouped) == set(cpu_run.excluded["cpu_int8_slower"])
 
 
@@ -137,15 +146,14 @@ def test_cache_is_reused_and_no_cache_recomputes(q_onnx: Path, calib_dir: Path) 
 
 def test_quantize_fragile_and_user_excludes(q_onnx: Path, calib_dir: Path) -> None:
     source = onnx.load(q_onnx)
-    se_convs = [n for n in graph.find_fragile(source)["se_gate"]
-                if next(x for x in source.graph.node if x.name == n).op_type == "Conv"]
+    head = graph.find_fragile(source)["head"]
     stem = next(n.name for n in source.graph.node if n.op_type == "Conv")
     result = quantize_onnx(q_onnx, calib_dir,
                            QuantizeOptions(target=Target.CPU, method="max",
                                            keep_fragile_float=False, exclude=(stem,)))
     assert result.path == q_onnx.with_name("model.int8.cpu.onnx")
-    assert "se_gate" not in result.excluded and result.excluded[f"user:{stem}"] == [stem]
-    assert set(se_convs) <= set(result.quantized_nodes)
+    assert "head" not in result.excluded and result.excluded[f"user:{stem}"] == [stem]
+    assert set(head) <= set(result.quantized_nodes)  # the classifier Gemm is INT8 now
     assert stem not in result.quantized_nodes
 
 
