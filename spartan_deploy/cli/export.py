@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from spartan_deploy.cli.app import (
     ForceOpt, ImgSizeOpt, JsonOpt, ModelOpt, TrustOpt, WeightsOpt, command, console)
@@ -95,10 +96,10 @@ def _print_summary(result: ExportResult, loaded: LoadedModel) -> None:
     shape = manifest["io"]["inputs"][0]["shape"]
     source = ("random initialisation" if loaded.checkpoint is None
               else f"{loaded.weights_path} (sha256 {loaded.weights_sha256[:12]}...)")
-    console.print(f"[bold green]wrote[/] {result.path} and {result.manifest_path.name}",
-                  highlight=False)
-    console.print(f"  model {loaded.name} from {source}", highlight=False)
-    console.print(f"  input {shape}, opset {result.opset}, "
+    console.print(f"[bold green]wrote[/] {escape(str(result.path))} and "
+                  f"{escape(result.manifest_path.name)}", highlight=False)
+    console.print(f"  model {escape(loaded.name)} from {escape(source)}", highlight=False)
+    console.print(f"  input {escape(str(shape))}, opset {result.opset}, "
                   f"{sum(result.operators.values())} nodes, simplified: "
                   f"{'yes' if result.simplified else 'no'}", highlight=False)
     console.print(f"  ONNX Runtime vs PyTorch on {parity.samples} seeded images: max abs "

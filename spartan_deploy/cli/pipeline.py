@@ -36,8 +36,13 @@ def pipeline(
              "reused.")] = None,
     trust_checkpoint: TrustOpt = False,
 ) -> None:
-    """Export -> (prune) -> INT8 (cpu, tensorrt) -> FP16 graphs -> engines (if TensorRT) ->
-    eval + bench of every artefact -> report.md / report.json / plot."""
+    """Every stage on one model, ending in one report (the main job).
+
+    export -> (prune) -> INT8 for cpu and tensorrt -> FP16 and INT8+FP16 graphs -> TensorRT
+    engines when TensorRT is here -> eval + bench of every artefact -> report.md,
+    report.json and an accuracy-vs-throughput plot in --out. Complete, unchanged artefacts
+    from an earlier run are reused (checked by sha256); measurements are always taken anew.
+    """
     options = PipelineOptions(model, weights, trust_checkpoint, calib, data, prune,
                               batch=batch, bench_seconds=bench_seconds, threads=threads,
                               out=out)

@@ -13,6 +13,7 @@ import datetime
 import enum
 import hashlib
 import io
+import logging
 import time
 import warnings
 from collections.abc import Iterator
@@ -177,6 +178,18 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+@contextlib.contextmanager
+def _quiet_torch_onnx() -> Iterator[None]:
+    """Silence torch.onnx's informational log lines (e.g. about torchvision) for one export."""
+    logger = logging.getLogger("torch.onnx")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
 def _export_graph(form: torch.nn.Module, size: int, options: ExportOptions) -> onnx.ModelProto:
     """Trace the export form into an in-memory ONNX model."""
     example = torch.zeros(options.batch or 2, 3, size, size)
@@ -184,7 +197,7 @@ def _export_graph(form: torch.nn.Module, size: int, options: ExportOptions) -> o
     common = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                   opset_version=options.opset, do_constant_folding=True)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _quiet_torch_onnx():
             warnings.simplefilter("ignore")
             if options.exporter is Exporter.DYNAMO:
                 dims = None if options.batch else {"x": {0: torch.export.Dim(BATCH_AXIS)}}
@@ -223,8 +236,9 @@ def _parity_inputs(size: int, options: ExportOptions) -> list[np.ndarray]:
 def _reference_logits(model: torch.nn.Module, inputs: list[np.ndarray]) -> list[np.ndarray]:
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     try:
-        return [model(torch.from_numpy(x)).numpy() for x in inputs]
+        return [model(torch.from_numpy(x).to(device)).float().cpu().numpy() for x in inputs]
     finally:
         model.train(was_training)
 

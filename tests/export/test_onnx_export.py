@@ -238,6 +238,7 @@ def test_export_form_is_what_gets_exported(tiny_export, official_loaded):
     assert ops["Conv"] == convs
 
 
+@pytest.mark.slow
 def test_dynamo_exporter_gives_a_checked_graph_too(tiny_loaded, tmp_path):
     options = ExportOptions(exporter="dynamo", opset=18)
     result = export_onnx(tiny_loaded, tmp_path / "dynamo.onnx", options)
