@@ -46,10 +46,25 @@ def check_output_path(path: str | Path, force: bool = False) -> Path:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UsageError(f"cannot create output folder {str(parent)!r}: {err.strerror}") from err
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"output folder {str(parent)!r} is not writable; choose another -o")
+        raise UsageError(f"cannot create output folder {str(parent)!r} "
+                         f"({err.strerror}); choose another output path") from err
+    ensure_writable(parent)
     return out
+
+
+def ensure_writable(folder: Path) -> None:
+    """Refuse a folder files cannot be created in, before any slow work.
+
+    os.access is not enough: root passes it for /proc and read-only mounts, so create
+    (and remove) a real temporary file.
+    """
+    try:
+        fd, name = tempfile.mkstemp(prefix=".spartan-probe.", dir=folder)
+    except OSError as err:
+        raise UsageError(f"output folder {str(folder)!r} is not writable ({err.strerror}); "
+                         "choose another output path") from err
+    os.close(fd)
+    os.unlink(name)
 
 
 @contextlib.contextmanager

@@ -41,6 +41,8 @@ class EvalOptions:
         check_batch_size(self.batch_size)
         if self.limit is not None and (isinstance(self.limit, bool) or self.limit < 1):
             raise UsageError(f"--limit {self.limit!r} must be a positive integer")
+        if self.workers is not None and self.workers < 0:
+            raise UsageError(f"--workers {self.workers} must be 0 (decode inline) or more")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -82,19 +82,26 @@ class _Bars:
         self.tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> _Bars:
-        self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.tasks:
+            self.progress.stop()
+
+    def _add(self, key: str, description: str, total: float) -> None:
+        # Started on the first bar only: bad input found while loading then prints its
+        # one error line, not a blank or empty bar above it.
+        if not self.tasks:
+            self.progress.start()
+        self.tasks[key] = self.progress.add_task(description, total=total)
 
     def fraction(self, description: str, done: float) -> None:
         if description not in self.tasks:
-            self.tasks[description] = self.progress.add_task(description, total=1.0)
+            self._add(description, description, 1.0)
         self.progress.update(self.tasks[description], completed=done, refresh=True)
 
     def images(self, total: int) -> None:
-        self.tasks["eval"] = self.progress.add_task("evaluating", total=total)
+        self._add("eval", "evaluating", total)
 
     def advance(self, count: int) -> None:
         self.progress.update(self.tasks["eval"], advance=count, refresh=True)
@@ -116,8 +123,10 @@ def bench(
     threads: ThreadsOpt = None, device: DeviceOpt = Device.AUTO,
     precision: Annotated[Precision, typer.Option(
         "--precision", help="PyTorch autocast precision.")] = Precision.FP32,
-    channels_last: Annotated[bool, typer.Option("--channels-last")] = False,
-    cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs")] = False,
+    channels_last: Annotated[bool, typer.Option(
+        "--channels-last", help="PyTorch artefacts: NHWC memory layout.")] = False,
+    cuda_graphs: Annotated[bool, typer.Option(
+        "--cuda-graphs", help="PyTorch on CUDA: replay the forward as a CUDA graph.")] = False,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile.")] = False,
     data: Annotated[str | None, typer.Option(
         "--data", help="Also score accuracy on 'digits' or a labelled folder ('none': skip). "

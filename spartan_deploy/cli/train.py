@@ -18,15 +18,22 @@ def train_command(
     data: Annotated[str, typer.Option(
         "--data", "-d", help="'digits' (built in) or a folder with train/ and val/ (or test/) "
                              "sub-folders, each holding one sub-folder per class.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint to write.")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Checkpoint to write (.pt); refused if it exists unless "
+                               "--force.")],
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 30,
     batch: Annotated[int, typer.Option("--batch", help="Batch size.")] = 128,
     lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")] = 2e-3,
-    warmup_epochs: Annotated[float, typer.Option("--warmup-epochs")] = 2.0,
-    label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.1,
-    augment: Annotated[Augment, typer.Option("--augment")] = Augment.SHIFT,
+    warmup_epochs: Annotated[float, typer.Option(
+        "--warmup-epochs", help="Linear warm-up length in epochs (0 or more, fractions "
+                                "allowed) before the cosine decay.")] = 2.0,
+    label_smoothing: Annotated[float, typer.Option(
+        "--label-smoothing", help="Label smoothing of the cross-entropy, in [0, 1).")] = 0.1,
+    augment: Annotated[Augment, typer.Option(
+        "--augment", help="shift: random translation by up to 1/16 of the side; none: off "
+                          "(no flips: they change digits).")] = Augment.SHIFT,
     img_size: ImgSizeOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Seeds init, data order, augmentation.")]
     = 0,

@@ -119,6 +119,9 @@ def build_engine(source: str | Path, options: EngineOptions = EngineOptions(),
                  log: Log = lambda message: None) -> EngineResult:
     """Make the precision graph(s) for ``source`` and, with TensorRT, the engine."""
     source = Path(source)
+    if source.is_dir():
+        raise UsageError(f"ONNX file {str(source)!r} is a directory; give the .onnx file "
+                         "inside it")
     if not source.is_file():
         raise UsageError(f"ONNX file {str(source)!r} does not exist; export one with "
                          "`spartan export` or give --model/--weights")
@@ -143,9 +146,11 @@ def build_engine(source: str | Path, options: EngineOptions = EngineOptions(),
 
 
 def _missing_message(written: list[Path], plan: Path) -> str:
-    what = ", ".join(str(p) for p in written if p.suffix == ".onnx") or "nothing (the source " \
-        "ONNX is already the graph to build)"
-    return (f"wrote {what} (each with its .json manifest); TensorRT is not installed, so "
+    graphs = ", ".join(str(p) for p in written if p.suffix == ".onnx")
+    # No graph written (FP32 build): say so plainly rather than "wrote nothing (each ...)".
+    what = (f"wrote {graphs} (each with its .json manifest)" if graphs else
+            "no graph to write (the source ONNX is already the graph to build)")
+    return (f"{what}; TensorRT is not installed, so "
             f"{plan} was not built: {INSTALL_HINT}, then run the same command again "
             "(add --force to rewrite the graphs)")
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from spartan_deploy._io import manifest_path
-from spartan_deploy.errors import TensorRTMissingError
+from spartan_deploy._io import ensure_writable, manifest_path
+from spartan_deploy.errors import TensorRTMissingError, UsageError
 from spartan_deploy.model import LoadedModel, load_model
 from spartan_deploy.pipeline.ledger import Ledger
 from spartan_deploy.pipeline.stages import (
@@ -70,9 +70,14 @@ def run_pipeline(options: PipelineOptions, on_start: OnStart = lambda _name: Non
     """Run every stage that can run here; see the module docstring."""
     loaded = load_model(options.model, options.weights, options.trust_checkpoint)
     out = options.out or RUNS_DIR / loaded.name
-    out.mkdir(parents=True, exist_ok=True)
+    digest = calib_digest(options.calib)  # bad --calib: refuse before creating --out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot create --out folder {str(out)!r} ({err.strerror}); "
+                         "choose another --out") from err
+    ensure_writable(out)
     run = _Run(out, on_start, on_record)
-    digest = calib_digest(options.calib)
     loaded = _prune(run, loaded, options)
     onnx_path = _export(run, loaded)
     int8_cpu = _quantize(run, onnx_path, options, digest, "cpu")

@@ -53,6 +53,10 @@ class PipelineOptions:
             raise UsageError(f"--bench-seconds {self.bench_seconds} must be more than 0")
         if self.finetune_epochs < 0:
             raise UsageError(f"--finetune-epochs {self.finetune_epochs} must be 0 or more")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads {self.threads} must be a positive integer")
+        if self.out is not None and self.out.exists() and not self.out.is_dir():
+            raise UsageError(f"--out {str(self.out)!r} is a file; give a folder")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +82,8 @@ def with_manifests(*paths: Path) -> list[Path]:
 
 def calib_digest(folder: Path) -> str:
     """One hash over the calibration images' names and bytes (the ledger keys on it)."""
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"--calib {str(folder)!r} is a file; give a folder of images")
     if not folder.is_dir():
         raise DataError(f"calibration folder {str(folder)!r} does not exist; pass --calib DIR "
                         "(the repository ships calib/)")

@@ -131,14 +131,25 @@ def validate_options(options: PruneOptions) -> None:
     if options.finetune_epochs and not options.data:
         raise UsageError("--finetune-epochs needs labelled data: give --data digits or a "
                          "folder of class sub-folders")
-    if options.channel_multiple is not None and options.channel_multiple < 1:
-        raise UsageError(f"channel multiple {options.channel_multiple} must be at least 1")
-    if options.calib_count < 1:
-        raise UsageError(f"--calib-count {options.calib_count} must be at least 1")
-    if options.lr <= 0 or options.batch_size < 1:
-        raise UsageError(f"learning rate {options.lr} and batch size {options.batch_size} "
-                         "must be positive")
+    counts = (("--channel-multiple", options.channel_multiple),
+              ("--calib-count", options.calib_count), ("--batch-size", options.batch_size),
+              ("--eval-limit", options.eval_limit), ("--train-limit", options.train_limit))
+    for flag, value in counts:
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} {value} must be at least 1")
+    if options.calib is not None and options.method is not Method.TAYLOR:
+        raise UsageError(f"--calib {str(options.calib)!r} is only used by --method taylor; "
+                         "add --method taylor or drop --calib")
+    if not options.lr > 0:
+        raise UsageError(f"--lr {options.lr} must be positive; e.g. --lr 5e-4")
     validate_img_size(options.img_size)
+
+
+def check_checkpoint_suffix(output: str | Path) -> None:
+    """A pruned model is a PyTorch checkpoint: runners choose by suffix, so insist on it."""
+    if Path(output).suffix.lower() not in (".pt", ".pth"):
+        raise UsageError(f"-o {str(output)!r} must end in .pt (a PyTorch checkpoint); "
+                         "e.g. -o model.pruned.pt")
 
 
 def _figures(model: SpaRTAN, img_size: int, dataset: Dataset | None) -> Figures:
@@ -222,6 +233,8 @@ def prune(loaded: LoadedModel, options: PruneOptions, output: str | Path | None 
     start = time.perf_counter()
     say = progress or (lambda _msg: None)
     validate_options(options)
+    if output is not None:
+        check_checkpoint_suffix(output)
     out = check_output_path(output, force) if output is not None else None
     if out is not None:
         check_output_path(manifest_path(out), force)

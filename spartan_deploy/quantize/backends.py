@@ -10,6 +10,12 @@
   Q/DQ placed where TensorRT fuses them). It runs in a child process because it patches
   ONNX Runtime's quantizer registries process-wide, which would change the ``cpu`` result
   of a later call; the ranges reach it as a TensorRT calibration cache.
+
+Methods: Model Optimizer's INT8 calibration offers only entropy and max (min-max);
+ONNX Runtime offers all three. Neither calibrates here: this stage computes the ranges for
+every method itself (calibration.py) and hands them over, through Model Optimizer's
+calibration-cache input and ONNX Runtime's, so percentile works for TensorRT too and both
+targets reuse one cache.
 """
 
 from __future__ import annotations

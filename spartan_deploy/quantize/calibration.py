@@ -1,8 +1,10 @@
 """Calibration images, activation ranges and the calibration cache.
 
-Ranges are computed once per (model, image set, method, symmetry) with ONNX Runtime's
-calibrators over every float tensor, and cached as JSON; both backends then take the same
-ranges, so a second run (or the accuracy-budget loop) never calibrates again.
+Ranges are computed once per (model, image set, preprocessing, method, symmetry, target
+operator set) over the tensors the target may quantize -- min/max reduced here, entropy and
+percentile with ONNX Runtime's HistogramCollector (the code Model Optimizer calibrates with)
+-- and cached as JSON. The backends take these ranges as they are, so a second run (or the
+accuracy-budget loop, which re-quantizes) never calibrates again.
 """
 
 from __future__ import annotations

@@ -226,7 +226,8 @@ def _figures(fp32: Any, model: onnx.ModelProto, calib: CalibrationSet,
     if labelled is not None:
         ref = evaluate.run_logits(fp32, labelled.images)
         got = evaluate.run_logits(int8, labelled.images)
-        figures.update(data=evaluate.compare(ref, got), fp32_top1=evaluate.top1(ref, labelled.labels),
+        figures.update(data=evaluate.compare(ref, got),
+                       fp32_top1=evaluate.top1(ref, labelled.labels),
                        int8_top1=evaluate.top1(got, labelled.labels),
                        data_description=labelled.description)
     return figures

@@ -39,13 +39,28 @@ def write_plot(pts: list[Point], path: Path, title: str) -> Path:
 
 def _scatter(ax, pts: list[Point]) -> None:
     scored = [p for p in pts if p.accuracy is not None]
+    placed: list[tuple[float, float]] = []
     for p in scored:
         ax.scatter(p.throughput, p.accuracy * 100, s=70, zorder=3,
                    color=_COLOURS.get(p.precision, "#7f7f7f"), edgecolor="black",
                    linewidth=0.6)
         ax.annotate(f"{p.label}\n{p.throughput:,.0f} img/s, {p.accuracy * 100:.2f}%",
                     (p.throughput, p.accuracy * 100), textcoords="offset points",
-                    xytext=(7, 5), fontsize=8)
+                    xytext=_label_offset(p, placed), fontsize=8)
+    _front(ax, scored)
+
+
+def _label_offset(p: Point, placed: list[tuple[float, float]]) -> tuple[int, int]:
+    """Move a label below its point when an earlier point sits close by (labels would
+    overlap): same accuracy and within 15% of the throughput."""
+    y = p.accuracy * 100  # type: ignore[operator]
+    near = sum(1 for x0, y0 in placed
+               if abs(y0 - y) < 0.05 and abs(x0 - p.throughput) <= 0.15 * max(x0, 1e-9))
+    placed.append((p.throughput, y))
+    return (7, 5 - 28 * near)
+
+
+def _front(ax, scored: list[Point]) -> None:
     front = pareto_front(scored)
     xs = [p.throughput for p in front]
     ys = [p.accuracy * 100 for p in front]  # type: ignore[operator]

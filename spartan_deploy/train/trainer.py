@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from spartan_deploy._io import check_output_path, library_versions, machine_info
+from spartan_deploy.errors import UsageError
 from spartan_deploy.model import save_checkpoint
 from spartan_deploy.train.evaluate import evaluate_model
 from spartan_deploy.train.optim import augment_batch, make_optimizer, make_schedule
@@ -34,6 +35,9 @@ def train(data: str | Path, output: str | Path, options: TrainOptions | None = N
           progress: TrainProgress | None = None, command: str | None = None) -> TrainResult:
     """Train and write the best epoch's checkpoint to ``output`` (only once training ends)."""
     options = options or TrainOptions()
+    if Path(output).suffix.lower() not in (".pt", ".pth"):
+        raise UsageError(f"-o {str(output)!r} must end in .pt (a PyTorch checkpoint); "
+                         "e.g. -o model.pt")
     out = check_output_path(output, force)  # refuse before spending any time
     with _deterministic(options.threads):
         setup = build_setup(model, data, options, weights, trust_checkpoint)
