@@ -125,6 +125,9 @@ def export_onnx(loaded: LoadedModel, output: str | Path, options: ExportOptions 
     """Export ``loaded`` to a verified ONNX file plus ``<output>.json`` manifest."""
     start = time.perf_counter()
     options = validate_options(options)
+    if Path(output).suffix != ".onnx":
+        raise UsageError(f"-o {str(output)!r} must end in .onnx (runners pick ONNX Runtime by "
+                         "that suffix)")
     out = check_output_path(output, force=force)
     check_output_path(manifest_path(out), force=force)
     size = options.img_size or loaded.data_config.input_size

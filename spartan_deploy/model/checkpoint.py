@@ -60,7 +60,8 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> Checkpoint:
 
 def _torch_load(path: Path, trust: bool) -> Any:
     if not path.exists():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; check the path (or "
+                              "leave out --weights to use the model's bundled weights)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} is not a file")
     try:
@@ -75,9 +76,10 @@ def _torch_load(path: Path, trust: bool) -> Any:
             ) from None
         raise CheckpointError(f"{str(path)!r} is not a PyTorch checkpoint ({err})") from None
     except Exception as err:  # torch.load raises many types on garbage input
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{str(path)!r} is not a readable PyTorch checkpoint "
-                              f"({first[:160]})") from None
+        # KeyError and friends carry unhelpful texts (a byte value); the type says enough.
+        raise CheckpointError(f"{str(path)!r} is not a readable PyTorch checkpoint (torch.load "
+                              f"failed with {type(err).__name__}); give a file written by "
+                              "torch.save") from None
 
 
 def _normalise(raw: Any, path: Path) -> Checkpoint:

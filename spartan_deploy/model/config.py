@@ -316,6 +316,9 @@ def resolve_model(name_or_path: str | None) -> ModelSpec:
     if name_or_path in known:
         return load_model_yaml(known[name_or_path])
     path = Path(name_or_path)
+    if path.is_file() and path.suffix not in (".yaml", ".yml"):
+        raise ConfigError(f"model config {name_or_path!r} must be a .yaml or .yml file (the "
+                          "official config keys); for weights use --weights")
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise ConfigError(f"model config {name_or_path!r} does not exist")

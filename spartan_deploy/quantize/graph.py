@@ -260,7 +260,9 @@ def bypass_qdq(model: onnx.ModelProto, node_names: Iterable[str],
                float_model: onnx.ModelProto | None = None) -> onnx.ModelProto:
     """A copy in which the named nodes compute in float: every Q->DQ (or weight DQ) feeding
     them is skipped, and so is the Q->DQ on their outputs wherever a float node reads it
-    (INT8 consumers keep their quantized input). Q/DQ nobody reads any more are removed.
+    (INT8 consumers keep their quantized input). An input that is the requantized output of
+    an INT8 node staying INT8 is left as it is (that output has no float form at run time).
+    Q/DQ nobody reads any more are removed.
 
     Weights and biases stored quantized are restored from ``float_model`` (the source graph,
     same node names) when given: an INT32 bias quantized with a coarse activation scale can
@@ -270,11 +272,14 @@ def bypass_qdq(model: onnx.ModelProto, node_names: Iterable[str],
     int8 = set(quantized_nodes(model))
     index = GraphIndex(model)
     originals = GraphIndex(float_model) if float_model is not None else None
-    for name in node_names:
+    names = list(dict.fromkeys(node_names))
+    for name in names:
         node = index.by_name.get(name)
         if node is None:
             continue
         for slot, tensor in enumerate(node.input):
+            if _requantized_output(index, tensor, int8 - set(names)):
+                continue
             source = (_original_constant(model, index, originals, name, slot)
                       or _float_source(model, index, tensor))
             if source is not None:
@@ -285,6 +290,22 @@ def bypass_qdq(model: onnx.ModelProto, node_names: Iterable[str],
                     reader.input[slot] = tensor
     prune_dangling(model)
     return model
+
+
+def _requantized_output(index: GraphIndex, tensor: str, int8: set[str]) -> bool:
+    """Whether ``tensor`` is DQ(Q(output of an INT8 node that stays INT8)).
+
+    Such a node's output only exists requantized at run time (DQ -> Conv -> Q runs as one
+    INT8 kernel); reading around the Q/DQ would strip the Q and turn the conv back to float.
+    """
+    dq = index.producer.get(tensor)
+    if dq is None or dq.op_type != "DequantizeLinear":
+        return False
+    q = index.producer.get(dq.input[0])
+    if q is None or q.op_type != "QuantizeLinear":
+        return False
+    maker = index.producer.get(q.input[0])
+    return maker is not None and maker.name in int8
 
 
 def _dequantized_readers(index: GraphIndex,

@@ -88,7 +88,7 @@ def test_fp32_build_without_tensorrt_writes_nothing(tiny_onnx: Path) -> None:
     before = files(tiny_onnx.parent)
     result = invoke(tiny_onnx)
     assert result.exit_code == 4
-    assert "nothing (the source ONNX is already the graph to build)" in result.output
+    assert "no graph to write (the source ONNX is already the graph to build)" in result.output
     assert files(tiny_onnx.parent) == before
 
 
