@@ -98,7 +98,7 @@ def _print_report(result: QuantizeResult) -> None:
     for column in ("images", "count", "top-1 agreement", "max |logit diff|",
                    "mean |logit diff|", "top-1 FP32", "top-1 INT8"):
         table.add_column(column, justify="left" if column == "images" else "right")
-    rows = [("held out of calibration", result.holdout, None, None)]
+    rows = [("held-out calib", result.holdout, None, None)]
     if result.data is not None:
         rows.append(("--data", result.data, result.fp32_top1, result.int8_top1))
     for label, agreement, fp32, int8 in rows:
@@ -112,8 +112,9 @@ def _print_report(result: QuantizeResult) -> None:
     qdq = result.qdq
     floats = ", ".join(f"{k} {len(v)}" for k, v in result.excluded.items() if v) or "none"
     console.print(f"Q/DQ: {qdq['activation_qdq_pairs']} activation pairs, "
-                  f"{qdq['weight_dequantize']} weight DQ; {len(result.quantized_nodes)} INT8 "
-                  f"nodes; kept float: {floats}", highlight=False)
+                  f"{qdq['weight_dequantize']} weight/bias DQ; "
+                  f"{len(result.quantized_nodes)} INT8 nodes; kept float: {floats}",
+                  highlight=False)
     console.print(f"calibration: {calib['images']} images "
                   f"({'cache hit' if result.cache_hit else 'computed, cached'}), "
                   f"{calib['held_out']} held out", highlight=False)
