@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,24 @@ def tiny_model(official_fixture, tiny_config):
     model = SpaRTAN(tiny_config)
     model.load_state_dict(official_fixture["state_dict"])
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_dir(tmp_path_factory, tiny_model) -> Path:
+    """The official tiny model exported once at 32x32 with digits preprocessing."""
+    from spartan_deploy.data import DIGITS_DATA_CONFIG
+    from spartan_deploy.export import ExportOptions, export_onnx
+    from spartan_deploy.model import LoadedModel
+
+    folder = tmp_path_factory.mktemp("tiny-onnx")
+    export_onnx(LoadedModel("tiny", tiny_model, DIGITS_DATA_CONFIG), folder / "model.onnx",
+                ExportOptions(img_size=32))
+    return folder
+
+
+@pytest.fixture
+def tiny_onnx(tiny_onnx_dir, tmp_path) -> Path:
+    """A private copy (with its manifest) that a test may write beside."""
+    for name in ("model.onnx", "model.onnx.json"):
+        shutil.copy(tiny_onnx_dir / name, tmp_path / name)
+    return tmp_path / "model.onnx"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -76,10 +75,6 @@ def parse_img_size(value: str) -> int:
     if size < 32:
         raise typer.BadParameter(f"{size} is too small; use 32 or more")
     return size
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run())
 
 
 # Options shared by many commands, so their names and help read the same everywhere.

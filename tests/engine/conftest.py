@@ -6,30 +6,9 @@ part the fragile-part finder looks for (one-group norms, argmax, wave modulation
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def tiny_onnx_dir(tmp_path_factory, tiny_model) -> Path:
-    from spartan_deploy.data import DIGITS_DATA_CONFIG
-    from spartan_deploy.export import ExportOptions, export_onnx
-    from spartan_deploy.model import LoadedModel
-
-    folder = tmp_path_factory.mktemp("tiny-onnx")
-    export_onnx(LoadedModel("tiny", tiny_model, DIGITS_DATA_CONFIG), folder / "model.onnx",
-                ExportOptions(img_size=32))
-    return folder
-
-
-@pytest.fixture
-def tiny_onnx(tiny_onnx_dir, tmp_path) -> Path:
-    """A private copy (with its manifest) that a test may build beside."""
-    for name in ("model.onnx", "model.onnx.json"):
-        shutil.copy(tiny_onnx_dir / name, tmp_path / name)
-    return tmp_path / "model.onnx"
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ grouped and depthwise convs, the head) at a size that quantizes in seconds.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,23 +15,15 @@ CALIB_IMAGES = 20
 
 
 @pytest.fixture(scope="session")
-def q_onnx_dir(tmp_path_factory, tiny_model) -> Path:
-    from spartan_deploy.data import DIGITS_DATA_CONFIG
-    from spartan_deploy.export import ExportOptions, export_onnx
-    from spartan_deploy.model import LoadedModel
-
-    folder = tmp_path_factory.mktemp("q-onnx")
-    export_onnx(LoadedModel("tiny", tiny_model, DIGITS_DATA_CONFIG), folder / "model.onnx",
-                ExportOptions(img_size=32))
-    return folder
+def q_onnx_dir(tiny_onnx_dir) -> Path:
+    """The float graph the quantize tests start from (shared with the engine tests)."""
+    return tiny_onnx_dir
 
 
 @pytest.fixture
-def q_onnx(q_onnx_dir, tmp_path) -> Path:
+def q_onnx(tiny_onnx) -> Path:
     """A private copy of the float graph (with its manifest) that a test may write beside."""
-    for name in ("model.onnx", "model.onnx.json"):
-        shutil.copy(q_onnx_dir / name, tmp_path / name)
-    return tmp_path / "model.onnx"
+    return tiny_onnx
 
 
 @pytest.fixture(scope="session")
