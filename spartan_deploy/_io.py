@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import platform
 import tempfile
@@ -120,6 +121,22 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):  # numpy / torch scalars and arrays
         return obj.tolist()
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str | None = None, level: int = logging.ERROR) -> Iterator[None]:
+    """Raise a logger's level for one block (``None``: the root logger), then restore it.
+
+    Libraries we drive (torch.onnx, ONNX Runtime's quantizer, Model Optimizer) log advice on
+    every call; the manifests record what matters, so the user's terminal stays readable.
+    """
+    logger = logging.getLogger(name)
+    previous = logger.level
+    logger.setLevel(max(level, previous))
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def manifest_path(artefact: str | Path) -> Path:

@@ -12,7 +12,6 @@ its manifest together with which nodes stayed FP32.
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import logging
 import tempfile
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from spartan_deploy._io import quiet_logger
 from spartan_deploy.engine.evaluate import EvalData, GraphAccuracy, measure, reference_logits
 from spartan_deploy.engine.graph import FragilePart, ensure_node_names, find_parts
 from spartan_deploy.errors import MissingDependencyError, QuantizationError
@@ -133,23 +133,12 @@ def _autocast(model: onnx.ModelProto, keep: set[str], data_max: float,
     with tempfile.TemporaryDirectory(prefix="spartan-autocast-") as tmp:
         path = Path(tmp) / "source.onnx"
         onnx.save(model, path)
-        with _quiet("modelopt"):
+        with quiet_logger("modelopt"):
             return convert_to_mixed_precision(
                 str(path), low_precision_type="fp16", keep_io_types=True,
                 custom_rule=KeepNodes(), data_max=data_max, calibration_data=calibration,
                 providers=["cpu"])
 
-
-@contextlib.contextmanager
-def _quiet(logger_name: str):
-    """AutoCast logs every decision at INFO/WARNING; the manifest records what matters."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _input_name(model: onnx.ModelProto) -> str:

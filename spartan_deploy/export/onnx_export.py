@@ -13,7 +13,6 @@ import datetime
 import enum
 import hashlib
 import io
-import logging
 import time
 import warnings
 from collections.abc import Iterator
@@ -25,7 +24,8 @@ import onnx
 import torch
 
 from spartan_deploy._io import (
-    atomic_path, check_output_path, library_versions, machine_info, manifest_path, write_json)
+    atomic_path, check_output_path, library_versions, machine_info, manifest_path, quiet_logger,
+    write_json)
 from spartan_deploy.errors import ExportError, ParityError, UsageError
 from spartan_deploy.export import checks
 from spartan_deploy.export.form import DEFAULT_PAIR_MODE, PairMode, to_export_form
@@ -181,17 +181,6 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-@contextlib.contextmanager
-def _quiet_torch_onnx() -> Iterator[None]:
-    """Silence torch.onnx's informational log lines (e.g. about torchvision) for one export."""
-    logger = logging.getLogger("torch.onnx")
-    previous = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)
-
 
 def _export_graph(form: torch.nn.Module, size: int, options: ExportOptions) -> onnx.ModelProto:
     """Trace the export form into an in-memory ONNX model."""
@@ -200,7 +189,7 @@ def _export_graph(form: torch.nn.Module, size: int, options: ExportOptions) -> o
     common = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                   opset_version=options.opset, do_constant_folding=True)
     try:
-        with warnings.catch_warnings(), torch.no_grad(), _quiet_torch_onnx():
+        with warnings.catch_warnings(), torch.no_grad(), quiet_logger("torch.onnx"):
             warnings.simplefilter("ignore")
             if options.exporter is Exporter.DYNAMO:
                 dims = None if options.batch else {"x": {0: torch.export.Dim(BATCH_AXIS)}}

@@ -20,19 +20,17 @@ targets reuse one cache.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
 import struct
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from spartan_deploy._io import quiet_logger
 from spartan_deploy.errors import MissingDependencyError, QuantizationError
 from spartan_deploy.quantize.calibration import Ranges
 from spartan_deploy.quantize.options import CalibMethod, Target
@@ -67,7 +65,7 @@ def quantize_cpu(source: Path, output: Path, ranges: Ranges, method: CalibMethod
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(TensorsData(ort_method, data), cache)
         try:
-            with _root_logging(logging.ERROR):  # ORT logs advice on every call
+            with quiet_logger():  # ORT logs advice on every call
                 quantize_static(
                     str(source), str(output), None, quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=list(CPU_OP_TYPES), per_channel=True,
@@ -152,16 +150,6 @@ def check_modelopt() -> None:
             f"{', '.join(missing)}); pip install nvidia-modelopt onnxconverter-common lief "
             "onnx-graphsurgeon, or use --target cpu")
 
-
-@contextlib.contextmanager
-def _root_logging(level: int) -> Iterator[None]:
-    root = logging.getLogger()
-    previous = root.level
-    root.setLevel(max(level, previous))
-    try:
-        yield
-    finally:
-        root.setLevel(previous)
 
 
 def _first(err: BaseException) -> str:

@@ -6,7 +6,7 @@ import dataclasses
 import enum
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from spartan_deploy.errors import UsageError
 from spartan_deploy.model.config import DataConfig
@@ -74,20 +74,23 @@ class QuantizeOptions:
         return out
 
 
-def parse_target(value: str | Target) -> Target:
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _parse_choice(choices: type[_E], value: str | _E, option: str) -> _E:
     try:
-        return Target(value)
+        return choices(value)
     except ValueError:
-        raise UsageError(f"unknown --target {value!r}; use one of: "
-                         f"{', '.join(t.value for t in Target)}") from None
+        raise UsageError(f"unknown {option} {value!r}; use one of: "
+                         f"{', '.join(c.value for c in choices)}") from None
+
+
+def parse_target(value: str | Target) -> Target:
+    return _parse_choice(Target, value, "--target")
 
 
 def parse_method(value: str | CalibMethod) -> CalibMethod:
-    try:
-        return CalibMethod(value)
-    except ValueError:
-        raise UsageError(f"unknown --method {value!r}; use one of: "
-                         f"{', '.join(m.value for m in CalibMethod)}") from None
+    return _parse_choice(CalibMethod, value, "--method")
 
 
 def validate_options(options: QuantizeOptions) -> QuantizeOptions:
