@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spartan_deploy._io import library_versions, machine_info  # noqa: E402
+from spartan_deploy._io import run_conditions  # noqa: E402
 
 NHWC = [32, 56, 56, 128]
 SCALE, ZERO = 0.05, 128
@@ -177,10 +177,8 @@ def run(args: argparse.Namespace) -> str:
         for name, graph in conv_graphs(channels, size, kernel, per_group).items():
             rows.append((case, name, median_ms(graph, feed, args.threads, args.rounds)[0]))
     lines = [f"## INT8 kernel alternatives ({datetime.date.today().isoformat()})", "",
-             f"Machine: {machine_info()['cpu']}, {os.cpu_count()} cores; load average "
-             f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after; {args.threads} "
-             f"intra-op thread(s), median of {args.rounds} runs. Versions: "
-             + ", ".join(f"{k} {v}" for k, v in library_versions().items()), "",
+             run_conditions((load_before, os.getloadavg()[0]), f"{args.threads} intra-op "
+                            f"thread(s), median of {args.rounds} runs"), "",
              "| case | graph | ms |", "|---|---|---:|"]
     lines += [f"| {case} | {name} | {ms:.1f} |" for case, name, ms in rows]
     return "\n".join(lines)

@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spartan_deploy._io import library_versions, machine_info  # noqa: E402
+from spartan_deploy._io import run_conditions  # noqa: E402
 from spartan_deploy.quantize import QuantizeOptions, Target, quantize_onnx  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,9 +168,7 @@ def measure(paths: dict[str, Path], threads: int, batch: int, rounds: int) -> di
 def render(args: argparse.Namespace, acc: list[dict[str, Any]] | None,
            speed: dict[str, Any] | None, loads: tuple) -> str:
     lines = [f"## Measured run ({datetime.date.today().isoformat()})", "",
-             f"Machine: {machine_info()['cpu']}, {os.cpu_count()} cores; load average "
-             f"{loads[0]:.1f} before, {loads[1]:.1f} after. Versions: " + ", ".join(
-                 f"{k} {v}" for k, v in library_versions().items()), ""]
+             run_conditions(loads), ""]
     if acc:
         lines += ["### Accuracy: bundled digits model, digits test split (359 images)", "",
                   "| target | method | FP32 top-1 | INT8 top-1 | drop | budget | agreement "

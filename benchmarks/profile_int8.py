@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spartan_deploy._io import library_versions, machine_info  # noqa: E402
+from spartan_deploy._io import run_conditions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 1.5
@@ -154,10 +154,8 @@ def render(args: argparse.Namespace, walls: dict[str, float], profiles: dict[str
     no_transpose = walls["INT8"] * (1 - int8["by_op"]["Transpose"] / total["INT8"])
     lines = [
         f"## Profile run ({datetime.date.today().isoformat()})", "",
-        f"Machine: {machine_info()['cpu']}, {os.cpu_count()} cores; load average "
-        f"{loads[0]:.1f} before, {loads[1]:.1f} after; {args.threads} intra-op thread(s), "
-        f"batch {args.batch}, {args.rounds} timed rounds, {args.runs} profiled runs. "
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in library_versions().items()), "",
+        run_conditions(loads, f"{args.threads} intra-op thread(s), batch {args.batch}, "
+                       f"{args.rounds} timed rounds, {args.runs} profiled runs"), "",
         "| figure | value |", "|---|---:|",
         f"| FP32 export, wall median | {walls['FP32']:.3f} s |",
         f"| INT8 --target cpu, wall median | {walls['INT8']:.3f} s |",

@@ -173,6 +173,15 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def run_conditions(loads: tuple[float, float], detail: str = "") -> str:
+    """One line for a benchmark's results: machine, load before/after, ``detail``, versions."""
+    info = machine_info()
+    settings = f"; {detail}" if detail else ""
+    return (f"Machine: {info['cpu']}, {info['cores']} cores; load average {loads[0]:.1f} "
+            f"before, {loads[1]:.1f} after{settings}. Versions: "
+            + ", ".join(f"{k} {v}" for k, v in library_versions().items()))
+
+
 def _cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():

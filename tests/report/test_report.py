@@ -92,3 +92,13 @@ def test_report_folder_that_is_a_file(tmp_path: Path) -> None:
     path.write_text("x")
     with pytest.raises(UsageError, match="is a file"):
         write_report(_bench_report(False), path)
+
+
+def test_run_conditions_names_machine_load_settings_and_versions() -> None:
+    from spartan_deploy._io import library_versions, run_conditions
+
+    line = run_conditions((0.3, 1.0), "1 intra-op thread(s)")
+    assert line.startswith("Machine: ")
+    assert "load average 0.3 before, 1.0 after; 1 intra-op thread(s). Versions: " in line
+    assert f"onnxruntime {library_versions()['onnxruntime']}" in line
+    assert "after. Versions:" in run_conditions((0.0, 0.0))
