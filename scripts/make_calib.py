@@ -9,23 +9,23 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from spartan_deploy.data.calib import (  # noqa: E402
-    DEFAULT_CALIB_DIR,
+from spartan_deploy.data.calib import (
     DEFAULT_COUNT,
     DEFAULT_SEED,
     check_calibration,
     make_digits_calibration,
 )
-from spartan_deploy.errors import SpartanError  # noqa: E402
+from spartan_deploy.errors import SpartanError
+
+# The repository's calib/ (the package's bundled calib links to it).
+DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "calib"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=DEFAULT_COUNT)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--output", type=Path, default=DEFAULT_CALIB_DIR)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--force", action="store_true", help="replace an existing folder")
     args = parser.parse_args()
     try:

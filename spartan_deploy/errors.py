@@ -65,3 +65,7 @@ class TensorRTMissingError(MissingDependencyError):
 
 class RuntimeMismatchError(SpartanError):
     """An artefact was built for another TensorRT version or GPU than the running one."""
+
+
+class ArtefactLoadError(SpartanError):
+    """A runtime (ONNX Runtime, TensorRT, OpenVINO, PyTorch) cannot load an artefact."""

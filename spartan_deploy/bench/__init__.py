@@ -1,18 +1,18 @@
 """Measuring: latency/throughput statistics (bench) and accuracy/agreement (eval).
 
 ``evaluate_accuracy`` is the shared scorer other stages (quantize, engine) reuse.
+
+Names are imported on first use (see :mod:`spartan_deploy._lazy`).
 """
 
-from spartan_deploy.bench.accuracy import (
-    AccuracyResult, check_batch_size, evaluate_accuracy, evaluate_runners, prefetch)
-from spartan_deploy.bench.bench import AccuracySpec, BenchReport, run_bench
-from spartan_deploy.bench.evaluate import EvalEntry, EvalOptions, EvalReport, run_eval
-from spartan_deploy.bench.stats import TimingStats, compute_stats
-from spartan_deploy.bench.timing import BenchOptions, BenchResult, time_runner
+from spartan_deploy._lazy import attach
 
-__all__ = [
-    "AccuracyResult", "AccuracySpec", "BenchOptions", "BenchReport", "BenchResult",
-    "EvalEntry", "EvalOptions", "EvalReport", "TimingStats", "check_batch_size",
-    "compute_stats", "evaluate_accuracy", "evaluate_runners", "prefetch", "run_bench",
-    "run_eval", "time_runner",
-]
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "AccuracyResult": "accuracy", "check_batch_size": "accuracy",
+    "evaluate_accuracy": "accuracy", "evaluate_runners": "accuracy", "prefetch": "accuracy",
+    "AccuracySpec": "bench", "BenchReport": "bench", "run_bench": "bench",
+    "EvalEntry": "evaluate", "EvalOptions": "evaluate", "EvalReport": "evaluate",
+    "run_eval": "evaluate",
+    "TimingStats": "stats", "compute_stats": "stats",
+    "BenchOptions": "timing", "BenchResult": "timing", "time_runner": "timing",
+})

@@ -18,14 +18,12 @@ from typing import Any
 from spartan_deploy._io import read_manifest, sha256_file
 from spartan_deploy.errors import SpartanError
 from spartan_deploy.model import LoadedModel
-from spartan_deploy.model.config import MODELS_DIR
+from spartan_deploy.paths import RUNS_DIR, bundled_calib_dir
 from spartan_deploy.runtime.base import Runner
 from spartan_deploy.runtime.options import RunnerOptions
 from spartan_deploy.runtime.select import open_runner
 from spartan_deploy.runtime.torch_runner import TorchRunner
 
-RUNS_DIR = Path("runs")
-CALIB_DIR = MODELS_DIR.parent / "calib"
 NoteFn = Callable[[str], None]
 
 
@@ -91,8 +89,8 @@ def ensure_int8_onnx(loaded: LoadedModel, forms: DefaultForms, note: NoteFn) -> 
         return path
     from spartan_deploy.quantize import QuantizeOptions, Target, quantize_onnx
 
-    note(f"quantizing {path} (INT8, CPU target, calibration from {CALIB_DIR})")
-    result = quantize_onnx(forms.fp32_onnx, CALIB_DIR, QuantizeOptions(target=Target.CPU),
+    note(f"quantizing {path} (INT8, CPU target, calibration from {bundled_calib_dir()})")
+    result = quantize_onnx(forms.fp32_onnx, bundled_calib_dir(), QuantizeOptions(target=Target.CPU),
                            output=path, force=True)
     return Path(getattr(result, "path", None) or getattr(result, "output", None) or path)
 

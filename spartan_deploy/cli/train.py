@@ -42,13 +42,21 @@ def train_command(
     threads: Annotated[int | None, typer.Option(
         "--threads", help="PyTorch threads (results are reproducible per thread count).")]
     = None,
+    val_fraction: Annotated[float, typer.Option(
+        "--val-fraction", help="Share of the training split held out (seeded) to choose "
+                               "the best epoch on; the test split is scored once.")] = 0.1,
     force: ForceOpt = False,
     trust_checkpoint: TrustOpt = False,
 ) -> None:
-    """Train with AdamW, warm-up + cosine, label smoothing; keep the best test epoch."""
+    """Train with AdamW, warm-up + cosine, label smoothing; keep the best validation epoch.
+
+    The epoch is chosen on a seeded share of the training split (--val-fraction); the test
+    split is scored once, for the chosen epoch, and reported.
+    """
     options = TrainOptions(epochs=epochs, batch_size=batch, lr=lr, warmup_epochs=warmup_epochs,
                            label_smoothing=label_smoothing, augment=augment, img_size=img_size,
-                           seed=seed, limit=limit, threads=threads)
+                           seed=seed, limit=limit, threads=threads,
+                           val_fraction=val_fraction)
     recorded = _command_line(model, weights, data, output, options)
     result = train(data, output, options, model, weights, trust_checkpoint, force,
                    RichProgress(console), recorded)
@@ -65,7 +73,8 @@ def _command_line(model: str | None, weights: Path | None, data: str, output: Pa
     words += ["--data", data, "--epochs", str(options.epochs), "--batch",
               str(options.batch_size), "--lr", f"{options.lr:g}", "--warmup-epochs",
               f"{options.warmup_epochs:g}", "--label-smoothing", f"{options.label_smoothing:g}",
-              "--augment", options.augment.value, "--seed", str(options.seed)]
+              "--augment", options.augment.value, "--seed", str(options.seed),
+              "--val-fraction", f"{options.val_fraction:g}"]
     for flag, value in (("--img-size", options.img_size), ("--limit", options.limit),
                         ("--threads", options.threads)):
         words += [flag, str(value)] if value is not None else []
@@ -75,7 +84,8 @@ def _command_line(model: str | None, weights: Path | None, data: str, output: Pa
 def _report(result: TrainResult) -> None:
     best = result.best
     console.print(f"wrote [bold]{result.output}[/]: best epoch {best.epoch}/"
-                  f"{len(result.history)}, test top-1 {best.test_top1:.2%} "
+                  f"{len(result.history)} by validation top-1 {best.val_top1:.2%} "
+                  f"({result.val_count} images); test top-1 {result.test.top1:.2%} "
                   f"({result.test_count} images), {result.wall_seconds:.0f} s", highlight=False)
     if result.skipped:
         console.print(f"[yellow]skipped {result.skipped} unreadable image(s)[/], e.g. "

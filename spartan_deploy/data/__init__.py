@@ -1,29 +1,17 @@
-"""Datasets: the built-in ``digits`` and image folders, streamed as preprocessed batches."""
+"""Datasets: the built-in ``digits`` and image folders, streamed as preprocessed batches.
 
-from __future__ import annotations
+Names are imported on first use (see :mod:`spartan_deploy._lazy`).
+"""
 
-from spartan_deploy.data.calib import DEFAULT_CALIB_DIR, check_calibration
-from spartan_deploy.data.dataset import (
-    Dataset,
-    default_workers,
-    is_builtin,
-    load_calibration,
-    open_dataset,
-)
-from spartan_deploy.data.digits import (
-    DIGITS_CLASSES,
-    DIGITS_DATA_CONFIG,
-    DIGITS_NAME,
-    digit_image,
-    digit_pixels,
-    digits_labels,
-    digits_split,
-)
-from spartan_deploy.data.folder import IMAGE_SUFFIXES, list_folder
-from spartan_deploy.data.preprocess import to_array
+from spartan_deploy._lazy import attach
 
-__all__ = [
-    "DEFAULT_CALIB_DIR", "DIGITS_CLASSES", "DIGITS_DATA_CONFIG", "DIGITS_NAME", "IMAGE_SUFFIXES",
-    "Dataset", "check_calibration", "default_workers", "is_builtin", "digit_image", "digit_pixels", "digits_labels", "digits_split",
-    "list_folder", "load_calibration", "open_dataset", "to_array",
-]
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "check_calibration": "calib",
+    "Dataset": "dataset", "default_workers": "dataset", "is_builtin": "dataset",
+    "load_calibration": "dataset", "open_dataset": "dataset",
+    "DIGITS_CLASSES": "digits", "DIGITS_DATA_CONFIG": "digits", "DIGITS_NAME": "digits",
+    "digit_image": "digits", "digit_pixels": "digits", "digits_labels": "digits",
+    "digits_split": "digits",
+    "IMAGE_SUFFIXES": "folder", "list_folder": "folder",
+    "to_array": "preprocess",
+})

@@ -17,32 +17,45 @@ import numpy as np
 from PIL import Image
 
 from spartan_deploy._io import sha256_file, write_json
+from spartan_deploy.data.dataset import holdout_positions
 from spartan_deploy.data.digits import (
-    DIGITS_FILE,
+    digits_file,
     digit_pixels,
     digits_labels,
     digits_split,
 )
 from spartan_deploy.errors import DataError, OutputExistsError, UsageError
+from spartan_deploy.paths import bundled_calib_dir
 
-DEFAULT_CALIB_DIR = Path(__file__).resolve().parents[2] / "calib"
 MANIFEST_NAME = "manifest.json"
+# How the bundled model was trained (models/spartan-t-digits.md): its validation part.
+BUNDLED_VAL_FRACTION = 0.1
+BUNDLED_TRAIN_SEED = 0
 DEFAULT_COUNT = 512
 DEFAULT_SEED = 0
 
 
-def calibration_indices(count: int = DEFAULT_COUNT, seed: int = DEFAULT_SEED) -> np.ndarray:
-    """A seeded, sorted choice of ``count`` digits from the train split (never test)."""
+def validation_indices() -> np.ndarray:
+    """The digits the bundled model chose its epoch on (``spartan train``'s default
+    validation share of the train split, seed 0): calibration never uses them."""
     train = digits_split("train")
+    _, held = holdout_positions(len(train), BUNDLED_VAL_FRACTION, BUNDLED_TRAIN_SEED)
+    return train[held]
+
+
+def calibration_indices(count: int = DEFAULT_COUNT, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """A seeded, sorted choice of ``count`` digits from the train split, outside its
+    validation part (never test, never validation)."""
+    train = np.setdiff1d(digits_split("train"), validation_indices())
     if not 1 <= count <= len(train):
         raise UsageError(f"calibration count {count} is out of range; use 1..{len(train)}")
     return np.sort(np.random.default_rng(seed).choice(train, size=count, replace=False))
 
 
-def make_digits_calibration(folder: str | Path = DEFAULT_CALIB_DIR, count: int = DEFAULT_COUNT,
+def make_digits_calibration(folder: str | Path | None = None, count: int = DEFAULT_COUNT,
                             seed: int = DEFAULT_SEED, force: bool = False) -> Path:
     """Write the PNGs and manifest into a temporary folder, then move it into place."""
-    folder = Path(folder)
+    folder = Path(folder) if folder is not None else bundled_calib_dir()
     if folder.exists() and any(folder.iterdir()) and not force:
         raise OutputExistsError(f"calibration folder {str(folder)!r} is not empty; pass "
                                 "--force to regenerate it")
@@ -72,18 +85,18 @@ def _manifest(entries: list[dict[str, Any]], seed: int) -> dict[str, Any]:
         "description": "UCI Optical Recognition of Handwritten Digits (CC BY 4.0), 8x8 grey, "
                        "pixel counts 0..16 scaled to 0..255; see "
                        "spartan_deploy/data/DIGITS_LICENSE.md",
-        "split": "train",
+        "split": "train (outside the validation part the bundled model chose its epoch on)",
         "seed": seed,
         "count": len(entries),
-        "source_file": DIGITS_FILE.name,
-        "source_sha256": sha256_file(DIGITS_FILE),
+        "source_file": digits_file().name,
+        "source_sha256": sha256_file(digits_file()),
         "generator": "scripts/make_calib.py",
         "files": entries,
     }
 
 
-def read_calibration_manifest(folder: str | Path = DEFAULT_CALIB_DIR) -> dict[str, Any]:
-    path = Path(folder) / MANIFEST_NAME
+def read_calibration_manifest(folder: str | Path | None = None) -> dict[str, Any]:
+    path = Path(folder if folder is not None else bundled_calib_dir()) / MANIFEST_NAME
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -91,9 +104,9 @@ def read_calibration_manifest(folder: str | Path = DEFAULT_CALIB_DIR) -> dict[st
                         f"({err}); regenerate it with scripts/make_calib.py") from None
 
 
-def check_calibration(folder: str | Path = DEFAULT_CALIB_DIR) -> list[str]:
+def check_calibration(folder: str | Path | None = None) -> list[str]:
     """Problems with a calibration folder against its manifest (empty list: all good)."""
-    folder = Path(folder)
+    folder = Path(folder) if folder is not None else bundled_calib_dir()
     manifest = read_calibration_manifest(folder)
     problems = []
     listed = {entry["file"] for entry in manifest["files"]}
@@ -101,6 +114,7 @@ def check_calibration(folder: str | Path = DEFAULT_CALIB_DIR) -> list[str]:
     problems += [f"{name}: on disk, not in the manifest" for name in sorted(on_disk - listed)]
     problems += [f"{name}: in the manifest, missing" for name in sorted(listed - on_disk)]
     test = set(digits_split("test").tolist())
+    validation = set(validation_indices().tolist())
     labels = digits_labels()
     for entry in manifest["files"]:
         path = folder / entry["file"]
@@ -108,6 +122,9 @@ def check_calibration(folder: str | Path = DEFAULT_CALIB_DIR) -> list[str]:
             problems.append(f"{entry['file']}: sha256 differs from the manifest")
         if entry["source_index"] in test:
             problems.append(f"{entry['file']}: digit {entry['source_index']} is a test image")
+        if entry["source_index"] in validation:
+            problems.append(f"{entry['file']}: digit {entry['source_index']} is a validation "
+                            "image")
         if int(labels[entry["source_index"]]) != entry["label"]:
             problems.append(f"{entry['file']}: label {entry['label']} is wrong")
     return problems

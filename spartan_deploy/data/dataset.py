@@ -197,10 +197,38 @@ def _subset(dataset: Dataset, limit: int, seed: int) -> Dataset:
     if limit >= len(dataset):
         return dataset
     keep = np.sort(np.random.default_rng(seed).choice(len(dataset), size=limit, replace=False))
-    labels = dataset.labels[keep] if dataset.labels is not None else None
-    describe = {**dataset._describe, "limit": limit, "subset_seed": seed}
-    return Dataset(dataset.name, [dataset.items[i] for i in keep], labels,
-                   dataset.class_names, dataset.data_config, dataset._loader, describe)
+    return _take(dataset, keep, {"limit": limit, "subset_seed": seed})
+
+
+def _take(dataset: Dataset, positions: np.ndarray, describe: dict[str, Any]) -> Dataset:
+    labels = dataset.labels[positions] if dataset.labels is not None else None
+    return Dataset(dataset.name, [dataset.items[i] for i in positions], labels,
+                   dataset.class_names, dataset.data_config, dataset._loader,
+                   {**dataset._describe, **describe})
+
+
+def holdout_positions(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of positions ``0..count-1`` into (kept, held out), both sorted.
+
+    The one definition of the validation split: training selects its epoch on the held-out
+    part, and the bundled calibration images are drawn from the kept part only.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise UsageError(f"validation fraction {fraction} must lie strictly between 0 and 1")
+    held = min(count - 1, max(1, round(count * fraction)))
+    if held < 1:
+        raise DataError(f"{count} training image(s) cannot be split into training and "
+                        "validation; add images")
+    order = np.random.default_rng([seed, 1]).permutation(count)
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
+def split_validation(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """(training part, validation part) of a training split; see :func:`holdout_positions`."""
+    kept, held = holdout_positions(len(dataset), fraction, seed)
+    about = {"validation_fraction": fraction, "validation_seed": seed}
+    return (_take(dataset, kept, {**about, "part": "fit"}),
+            _take(dataset, held, {**about, "part": "validation"}))
 
 
 def load_calibration(folder: str | Path, data_config: DataConfig, count: int | None = None,

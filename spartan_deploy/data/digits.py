@@ -7,6 +7,7 @@ split stored in the file (see scripts/extract_digits.py and DIGITS_LICENSE.md).
 from __future__ import annotations
 
 import functools
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,6 @@ from spartan_deploy.errors import DataError
 from spartan_deploy.model.config import DataConfig, ResizeRule
 
 DIGITS_NAME = "digits"
-DIGITS_FILE = Path(__file__).resolve().parent / "digits.npz"
 DIGITS_CLASSES = tuple(str(d) for d in range(10))
 DIGITS_SPLITS = ("train", "test", "all")
 _MAX_COUNT = 16  # the UCI images count "on" pixels in 4x4 blocks: 0..16
@@ -29,14 +29,20 @@ DIGITS_DATA_CONFIG = DataConfig(
 )
 
 
+def digits_file() -> Path:
+    """The shipped array file (package data, found with importlib.resources)."""
+    entry = resources.files("spartan_deploy.data").joinpath("digits.npz")
+    return Path(str(entry))
+
+
 @functools.lru_cache(maxsize=1)
 def _arrays() -> dict[str, np.ndarray]:
     try:
-        with np.load(DIGITS_FILE, allow_pickle=False) as data:
+        with np.load(digits_file(), allow_pickle=False) as data:
             arrays = {key: data[key] for key in ("images", "labels", "train_index",
                                                  "test_index")}
     except (OSError, KeyError, ValueError) as err:
-        raise DataError(f"the bundled digits file {str(DIGITS_FILE)!r} is missing or broken "
+        raise DataError(f"the bundled digits file {str(digits_file())!r} is missing or broken "
                         f"({err}); reinstall spartan-deploy") from None
     for array in arrays.values():
         array.setflags(write=False)

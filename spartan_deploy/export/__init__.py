@@ -1,15 +1,14 @@
-"""Export: the real-valued export form of SpaRTAN and the verified ONNX export."""
+"""Export: the real-valued export form of SpaRTAN and the verified ONNX export.
 
-from __future__ import annotations
+Names are imported on first use (see :mod:`spartan_deploy._lazy`).
+"""
 
-from spartan_deploy.export.checks import Parity, TensorRTOps, tensorrt_ops
-from spartan_deploy.export.form import ExportSpaRTAN, PairMode, to_export_form
-from spartan_deploy.export.onnx_export import (
-    DEFAULT_OPSET, SUPPORTED_OPSETS, Exporter, ExportFormat, ExportOptions, ExportResult,
-    export_onnx)
+from spartan_deploy._lazy import attach
 
-__all__ = [
-    "DEFAULT_OPSET", "SUPPORTED_OPSETS", "ExportFormat", "ExportOptions", "ExportResult",
-    "ExportSpaRTAN", "Exporter", "PairMode", "Parity", "TensorRTOps", "export_onnx",
-    "tensorrt_ops", "to_export_form",
-]
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "Parity": "checks", "TensorRTOps": "checks", "tensorrt_ops": "checks",
+    "ExportSpaRTAN": "form", "PairMode": "form", "to_export_form": "form",
+    "DEFAULT_OPSET": "onnx_export", "ExportFormat": "onnx_export",
+    "ExportOptions": "onnx_export", "ExportResult": "onnx_export", "Exporter": "onnx_export",
+    "SUPPORTED_OPSETS": "onnx_export", "export_onnx": "onnx_export",
+})

@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 
 from spartan_deploy.errors import ConfigError
+from spartan_deploy.paths import bundled_models_dir
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_IMG_SIZE = 32
@@ -300,10 +300,11 @@ def load_model_yaml(path: str | Path) -> ModelSpec:
 
 
 def known_models() -> dict[str, Path]:
-    """Model names bundled in models/ (one YAML each)."""
-    if not MODELS_DIR.is_dir():
+    """Model names bundled in the package's models/ (one YAML each)."""
+    folder = bundled_models_dir()
+    if not folder.is_dir():
         return {}
-    return {p.stem: p for p in sorted(MODELS_DIR.glob("*.yaml"))}
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
 
 
 DEFAULT_MODEL = "spartan-t-digits"

@@ -1,6 +1,11 @@
-"""The end-to-end job: every stage on one model, one report (see ``run.py``)."""
+"""The end-to-end job: every stage on one model, one report (see ``run.py``).
 
-from spartan_deploy.pipeline.run import PipelineResult, run_pipeline
-from spartan_deploy.pipeline.stages import PipelineOptions, StageRecord, Status
+Names are imported on first use (see :mod:`spartan_deploy._lazy`).
+"""
 
-__all__ = ["PipelineOptions", "PipelineResult", "StageRecord", "Status", "run_pipeline"]
+from spartan_deploy._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "PipelineResult": "run", "run_pipeline": "run",
+    "PipelineOptions": "stages", "StageRecord": "stages", "Status": "stages",
+})

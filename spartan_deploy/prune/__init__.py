@@ -5,25 +5,21 @@ pairs (and whole groups where the wave mixer's 3x3 conv is grouped) of the neck 
 first C channels, and SE squeeze channels. The residual width stays. The result is an
 ordinary SpaRTAN whose ``config.block_widths`` hold the new widths, so it saves, reloads,
 exports and quantizes like any other.
+
+Names are imported on first use (see :mod:`spartan_deploy._lazy`).
 """
 
-from __future__ import annotations
+from spartan_deploy._lazy import attach
 
-from spartan_deploy.prune.finetune import FinetuneOptions, finetune, top1
-from spartan_deploy.prune.importance import Method, l1_scores, taylor_scores
-from spartan_deploy.prune.pipeline import (
-    Figures, PruneOptions, PruneResult, StageWidths, prune, validate_options)
-from spartan_deploy.prune.plan import (
-    BlockKeep, BlockScores, NeckLayout, pruned_widths, select_channels)
-from spartan_deploy.prune.search import macs_at, ratio_for_macs
-from spartan_deploy.prune.sparsity import (
-    Sparsity, SparsityReport, apply_two_four, is_two_four, qualifies, two_four_mask)
-from spartan_deploy.prune.surgery import prune_model, prune_state_dict
-
-__all__ = [
-    "BlockKeep", "BlockScores", "Figures", "FinetuneOptions", "Method", "NeckLayout",
-    "PruneOptions", "PruneResult", "Sparsity", "SparsityReport", "StageWidths",
-    "apply_two_four", "finetune", "is_two_four", "l1_scores", "macs_at", "prune",
-    "prune_model", "prune_state_dict", "pruned_widths", "qualifies", "ratio_for_macs",
-    "select_channels", "taylor_scores", "top1", "two_four_mask", "validate_options",
-]
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "FinetuneOptions": "finetuning", "finetune": "finetuning", "top1": "finetuning",
+    "Method": "importance", "l1_scores": "importance", "taylor_scores": "importance",
+    "Figures": "pipeline", "PruneOptions": "pipeline", "PruneResult": "pipeline",
+    "StageWidths": "pipeline", "prune": "pipeline", "validate_options": "pipeline",
+    "BlockKeep": "plan", "BlockScores": "plan", "NeckLayout": "plan", "pruned_widths": "plan",
+    "select_channels": "plan",
+    "macs_at": "search", "ratio_for_macs": "search",
+    "Sparsity": "sparsity", "SparsityReport": "sparsity", "apply_two_four": "sparsity",
+    "is_two_four": "sparsity", "qualifies": "sparsity", "two_four_mask": "sparsity",
+    "prune_model": "surgery", "prune_state_dict": "surgery",
+})

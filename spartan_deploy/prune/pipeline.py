@@ -18,13 +18,14 @@ import numpy as np
 from spartan_deploy._io import (
     check_output_path, library_versions, manifest_path, sha256_file, write_json)
 from spartan_deploy.data import Dataset
+from spartan_deploy.paths import bundled_calib_dir
 from spartan_deploy.errors import UsageError
 from spartan_deploy.model import LoadedModel, save_checkpoint, validate_img_size
 from spartan_deploy.model.complexity import complexity
 from spartan_deploy.model.config import BlockWidths, ModelConfig
 from spartan_deploy.model.spartan import SpaRTAN
 from spartan_deploy.prune import search
-from spartan_deploy.prune.finetune import FinetuneOptions, ProgressFn, finetune, top1
+from spartan_deploy.prune.finetuning import FinetuneOptions, ProgressFn, finetune, top1
 from spartan_deploy.prune.importance import Method, l1_scores, taylor_scores
 from spartan_deploy.prune.plan import (
     DEFAULT_CHANNEL_MULTIPLE, BlockScores, pruned_widths, select_channels)
@@ -32,7 +33,6 @@ from spartan_deploy.prune.sparsity import CHANNEL_MULTIPLE as SPARSE_CHANNEL_MUL
 from spartan_deploy.prune.sparsity import Sparsity, SparsityReport, apply_two_four
 from spartan_deploy.prune.surgery import prune_model
 
-REPO_CALIB = Path(__file__).resolve().parents[2] / "calib"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,11 +176,11 @@ def _datasets(loaded: LoadedModel,
         # The training stage's own pairing: refuses a folder without separate splits, so
         # the fine-tune never sees the images it is scored on.
         from spartan_deploy.train import TrainOptions
-        from spartan_deploy.train.setup import open_train_test
+        from spartan_deploy.train.setup import open_splits
 
         split = TrainOptions(limit=options.train_limit, eval_limit=options.eval_limit,
                              seed=options.seed)
-        train, test = open_train_test(options.data, loaded.data_config, split)
+        train, _validation, test = open_splits(options.data, loaded.data_config, split)
         return test, train
     from spartan_deploy.data import open_dataset
 
@@ -194,22 +194,18 @@ def _datasets(loaded: LoadedModel,
 
 def _calibration(loaded: LoadedModel, options: PruneOptions) -> list[np.ndarray]:
     """Images for data-driven scores, in batches: --calib, else --data's train split, else
-    the bundled calib/ folder."""
+    the bundled calibration set."""
     from spartan_deploy.data import load_calibration, open_dataset
 
-    folder = options.calib
-    if folder is None and not options.data and REPO_CALIB.is_dir() and any(REPO_CALIB.iterdir()):
-        folder = REPO_CALIB
-    if folder is not None:
-        available = len(open_dataset(folder, loaded.data_config, split="all"))
-        images = load_calibration(folder, loaded.data_config,
-                                  count=min(available, options.calib_count), seed=options.seed)
-    elif options.data:
+    if options.calib is None and options.data:
         source = open_dataset(options.data, loaded.data_config, split="train",
                               limit=options.calib_count, seed=options.seed)
         images = np.concatenate([x for x, _ in source.batches(64)])
     else:
-        raise UsageError("--method taylor needs images: give --calib DIR or --data DATASET")
+        folder = options.calib if options.calib is not None else bundled_calib_dir()
+        available = len(open_dataset(folder, loaded.data_config, split="all"))
+        images = load_calibration(folder, loaded.data_config,
+                                  count=min(available, options.calib_count), seed=options.seed)
     step = min(options.batch_size, 32)
     return [images[i:i + step] for i in range(0, len(images), step)]
 

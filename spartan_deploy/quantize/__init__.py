@@ -1,15 +1,15 @@
-"""INT8: calibration from an image folder and explicit Q/DQ graphs for TensorRT or ORT CPU."""
+"""INT8: calibration from an image folder and explicit Q/DQ graphs for TensorRT or ORT CPU.
 
-from __future__ import annotations
+Names are imported on first use (see :mod:`spartan_deploy._lazy`).
+"""
 
-from spartan_deploy.quantize.budget import BudgetReport
-from spartan_deploy.quantize.core import QuantizeResult, default_output, quantize_onnx
-from spartan_deploy.quantize.evaluate import Agreement
-from spartan_deploy.quantize.graph import FRAGILE_KINDS, find_fragile, qdq_summary, quantized_nodes
-from spartan_deploy.quantize.options import CalibMethod, QuantizeOptions, Target
+from spartan_deploy._lazy import attach
 
-__all__ = [
-    "FRAGILE_KINDS", "Agreement", "BudgetReport", "CalibMethod", "QuantizeOptions",
-    "QuantizeResult", "Target", "default_output", "find_fragile", "qdq_summary",
-    "quantize_onnx", "quantized_nodes",
-]
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "BudgetReport": "budget",
+    "QuantizeResult": "core", "default_output": "core", "quantize_onnx": "core",
+    "Agreement": "evaluate",
+    "FRAGILE_KINDS": "graph", "find_fragile": "graph", "qdq_summary": "graph",
+    "quantized_nodes": "graph",
+    "CalibMethod": "options", "QuantizeOptions": "options", "Target": "options",
+})

@@ -1,11 +1,13 @@
-"""Reports of bench and eval runs: report.json, report.md and the accuracy/throughput plot."""
+"""Reports of bench and eval runs: report.json, report.md and the accuracy/throughput plot.
 
-from spartan_deploy.report.tables import Point, pareto_front, points
-from spartan_deploy.report.write import (
-    REPORT_JSON, REPORT_MD, REPORT_PNG, ReportFiles, load_report, render_markdown,
-    write_report, write_report_json)
+Names are imported on first use (see :mod:`spartan_deploy._lazy`).
+"""
 
-__all__ = [
-    "REPORT_JSON", "REPORT_MD", "REPORT_PNG", "Point", "ReportFiles", "load_report",
-    "pareto_front", "points", "render_markdown", "write_report", "write_report_json",
-]
+from spartan_deploy._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "Point": "tables", "pareto_front": "tables", "points": "tables",
+    "REPORT_JSON": "write", "REPORT_MD": "write", "REPORT_PNG": "write", "ReportFiles": "write",
+    "load_report": "write", "render_markdown": "write", "write_report": "write",
+    "write_report_json": "write",
+})

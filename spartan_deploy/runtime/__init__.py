@@ -2,14 +2,15 @@
 
 Only the interface and ``open_runner`` are imported here; each runtime's module (torch,
 onnxruntime, tensorrt) is imported when a runner of its kind is opened.
+
+Names are imported on first use (see :mod:`spartan_deploy._lazy`).
 """
 
-from spartan_deploy.runtime.base import Runner, RunnerInfo
-from spartan_deploy.runtime.options import (
-    Device, OrtProvider, Precision, RunnerOptions, cuda_available, resolve_device)
-from spartan_deploy.runtime.select import ArtefactKind, artefact_kind, open_runner
+from spartan_deploy._lazy import attach
 
-__all__ = [
-    "ArtefactKind", "Device", "OrtProvider", "Precision", "Runner", "RunnerInfo",
-    "RunnerOptions", "artefact_kind", "cuda_available", "open_runner", "resolve_device",
-]
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "Runner": "base", "RunnerInfo": "base",
+    "Device": "options", "OrtProvider": "options", "Precision": "options",
+    "RunnerOptions": "options", "cuda_available": "options", "resolve_device": "options",
+    "ArtefactKind": "select", "artefact_kind": "select", "open_runner": "select",
+})

@@ -9,7 +9,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+from spartan_deploy._validate import optional_positive_int
 from spartan_deploy.errors import UsageError
+from spartan_deploy.precision import Precision
+from spartan_deploy.runtime.ort_session import GraphOptimization
 
 
 class Device(str, enum.Enum):
@@ -20,12 +23,15 @@ class Device(str, enum.Enum):
     CUDA = "cuda"
 
 
-class Precision(str, enum.Enum):
-    """Compute precision of the PyTorch runner (autocast); ONNX/TensorRT carry theirs."""
+class Runtime(str, enum.Enum):
+    """Which runtime runs an artefact. AUTO: by file type (.pt torch, .onnx onnxruntime,
+    .plan tensorrt); OPENVINO runs ONNX files through OpenVINO (the 'openvino' extra)."""
 
-    FP32 = "fp32"
-    FP16 = "fp16"
-    BF16 = "bf16"
+    AUTO = "auto"
+    TORCH = "torch"
+    ONNXRUNTIME = "onnxruntime"
+    OPENVINO = "openvino"
+    TENSORRT = "tensorrt"
 
 
 class OrtProvider(str, enum.Enum):
@@ -47,6 +53,7 @@ class RunnerOptions:
     """
 
     device: Device = Device.AUTO
+    runtime: Runtime = Runtime.AUTO
     precision: Precision = Precision.FP32
     threads: int | None = None
     channels_last: bool = False
@@ -60,12 +67,11 @@ class RunnerOptions:
     # Device-event timing of engines covers execution only (trtexec --noDataTransfers); the
     # bench's host clock still measures end-to-end with the copies.
     no_host_copy: bool = False
+    # ONNX Runtime's graph optimisation: NONE runs every node as written (FP16 emulation).
+    optimization: GraphOptimization = GraphOptimization.ALL
 
     def __post_init__(self) -> None:
-        if self.threads is not None and (isinstance(self.threads, bool)
-                                         or not isinstance(self.threads, int)
-                                         or self.threads < 1):
-            raise UsageError(f"--threads {self.threads!r} must be a positive integer")
+        optional_positive_int(self.threads, "--threads")
 
 
 def cuda_available() -> bool:

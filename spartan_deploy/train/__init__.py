@@ -1,13 +1,14 @@
-"""Training: ``spartan train`` and the accuracy functions other stages build on."""
+"""Training: ``spartan train`` and the accuracy functions other stages build on.
 
-from __future__ import annotations
+Names are imported on first use (see :mod:`spartan_deploy._lazy`).
+"""
 
-from spartan_deploy.train.evaluate import Accuracy, evaluate_model, evaluate_predictions
-from spartan_deploy.train.options import Augment, EpochStats, TrainOptions, TrainResult
-from spartan_deploy.train.progress import RichProgress, SilentProgress, TrainProgress
-from spartan_deploy.train.trainer import train
+from spartan_deploy._lazy import attach
 
-__all__ = [
-    "Accuracy", "Augment", "EpochStats", "RichProgress", "SilentProgress", "TrainOptions",
-    "TrainProgress", "TrainResult", "evaluate_model", "evaluate_predictions", "train",
-]
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "Accuracy": "evaluate", "evaluate_model": "evaluate", "evaluate_predictions": "evaluate",
+    "Augment": "options", "EpochStats": "options", "TrainOptions": "options",
+    "TrainResult": "options",
+    "RichProgress": "progress", "SilentProgress": "progress", "TrainProgress": "progress",
+    "train": "trainer",
+})

@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spartan_deploy.errors import UsageError
+
+if TYPE_CHECKING:  # torch stays out of option parsing (``spartan --help`` is quick)
+    from spartan_deploy.train.evaluate import Accuracy
 
 
 class Augment(str, enum.Enum):
@@ -33,6 +36,9 @@ class TrainOptions:
     seed: int = 0
     limit: int | None = None  # seeded subset of the training split
     eval_limit: int | None = None  # seeded subset of the test split
+    # Share of the training split held out (seeded) to choose the epoch on; the test split
+    # is scored once, for the best epoch only, so its figure is not tuned on.
+    val_fraction: float = 0.1
     eval_batch_size: int = 256
     workers: int | None = None  # decode threads; the data order never depends on them
     threads: int | None = None  # torch intra-op threads (recorded: sums depend on them)
@@ -53,6 +59,8 @@ class TrainOptions:
             (self.threads is None or self.threads >= 1, "--threads", self.threads,
              "at least 1"),
             (self.seed >= 0, "--seed", self.seed, "0 or more"),
+            (0 < self.val_fraction <= 0.5, "--val-fraction", self.val_fraction,
+             "in (0, 0.5]"),
         )
         for ok, name, value, rule in checks:
             if not ok:
@@ -66,13 +74,15 @@ class TrainOptions:
 
 @dataclasses.dataclass(frozen=True)
 class EpochStats:
+    """One epoch: training figures and the validation figures the best epoch is chosen by."""
+
     epoch: int
     lr: float
     train_loss: float
     train_top1: float
-    test_loss: float
-    test_top1: float
-    test_top5: float
+    val_loss: float
+    val_top1: float
+    val_top5: float
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,9 +96,11 @@ class TrainResult:
 
     output: Path
     best: EpochStats
+    test: Accuracy  # the best epoch on the test split, scored once after training
     history: tuple[EpochStats, ...]
     wall_seconds: float
     train_count: int
+    val_count: int
     test_count: int
     skipped: int
     skipped_files: tuple[str, ...] = ()

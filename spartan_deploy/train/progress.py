@@ -69,7 +69,7 @@ class RichProgress:
         self._bar.console.print(
             f"epoch {stats.epoch:>3}/{self._epochs}  lr {stats.lr:.2e}  "
             f"train loss {stats.train_loss:.4f} acc {stats.train_top1:.2%}  "
-            f"test loss {stats.test_loss:.4f} top-1 {stats.test_top1:.2%}  "
+            f"val loss {stats.val_loss:.4f} top-1 {stats.val_top1:.2%}  "
             f"({stats.seconds:.1f} s){mark}", highlight=False)
 
     def stop(self) -> None:

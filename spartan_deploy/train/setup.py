@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from spartan_deploy.data import DIGITS_DATA_CONFIG, Dataset, open_dataset
-from spartan_deploy.data.dataset import is_builtin
+from spartan_deploy.data.dataset import is_builtin, split_validation
 from spartan_deploy.errors import DataError
 from spartan_deploy.model import (
     Checkpoint,
@@ -30,7 +30,8 @@ class TrainSetup:
     name: str
     model: SpaRTAN
     data_config: DataConfig
-    train: Dataset
+    train: Dataset  # the training split minus the validation part
+    val: Dataset  # seeded share of the training split: chooses the best epoch
     test: Dataset
     source: Checkpoint | None  # the --weights it started from
     new_head: bool
@@ -44,8 +45,9 @@ def data_config_for(data: str | Path, model_data: DataConfig | None,
     return config.with_input_size(img_size) if img_size else config
 
 
-def open_train_test(data: str | Path, data_config: DataConfig,
-                    options: TrainOptions) -> tuple[Dataset, Dataset]:
+def open_splits(data: str | Path, data_config: DataConfig,
+                options: TrainOptions) -> tuple[Dataset, Dataset, Dataset]:
+    """(train, validation, test): validation is held out of the training split."""
     train = open_dataset(data, data_config, "train", options.limit, options.seed)
     test = open_dataset(data, data_config, "test", options.eval_limit, options.seed)
     if not is_builtin(data) and train.name == test.name:
@@ -58,7 +60,8 @@ def open_train_test(data: str | Path, data_config: DataConfig,
     if train.class_names != test.class_names:
         raise DataError(f"train and test classes differ ({len(train.class_names)} vs "
                         f"{len(test.class_names)} folders); give both the same class folders")
-    return train, test
+    fit, val = split_validation(train, options.val_fraction, options.seed)
+    return fit, val, test
 
 
 def build_setup(model: str | None, data: str | Path, options: TrainOptions,
@@ -69,16 +72,16 @@ def build_setup(model: str | None, data: str | Path, options: TrainOptions,
     model_data = (source.data_config if source and source.data_config else None) or \
         (spec.data if spec else None)
     data_config = data_config_for(data, model_data, options.img_size)
-    train, test = open_train_test(data, data_config, options)
+    train, val, test = open_splits(data, data_config, options)
     classes = len(train.class_names)
     torch.manual_seed(options.seed)  # model initialisation (and a new head) from the seed
     if source is None and spec is not None:
         net = create_model(spec.model.replace(num_classes=classes))
-        return TrainSetup(spec.name, net, data_config, train, test, None, False)
+        return TrainSetup(spec.name, net, data_config, train, val, test, None, False)
     config = _source_config(source, spec.model if spec else None)
     net, new_head = _from_weights(source, config, classes)
     name = spec.name if spec else Path(weights).stem  # type: ignore[arg-type]
-    return TrainSetup(name, net, data_config, train, test, source, new_head)
+    return TrainSetup(name, net, data_config, train, val, test, source, new_head)
 
 
 def _source_config(source: Checkpoint, named: ModelConfig | None) -> ModelConfig:

@@ -45,9 +45,11 @@ def train(data: str | Path, output: str | Path, options: TrainOptions | None = N
         best_state, best, history = _fit(setup, options, progress or SilentProgress())
         wall = time.perf_counter() - started
     setup.model.load_state_dict(best_state)
-    result = TrainResult(out, best, tuple(history), wall, len(setup.train), len(setup.test),
-                         setup.train.skipped + setup.test.skipped,
-                         tuple(setup.train.skipped_files + setup.test.skipped_files))
+    test = evaluate_model(setup.model, setup.test, options.eval_batch_size, options.workers)
+    parts = (setup.train, setup.val, setup.test)
+    result = TrainResult(out, best, test, tuple(history), wall, len(setup.train),
+                         len(setup.val), len(setup.test), sum(d.skipped for d in parts),
+                         tuple(f for d in parts for f in d.skipped_files))
     save_checkpoint(out, setup.model, setup.data_config, _metrics(result, setup),
                     _meta(setup, options, wall, command), force=force)
     return result
@@ -67,8 +69,8 @@ def _fit(setup: TrainSetup, options: TrainOptions,
         for epoch in range(1, options.epochs + 1):
             stats = _run_epoch(setup, options, optimizer, schedule, epoch, progress)
             history.append(stats)
-            improved = best is None or (stats.test_top1, -stats.test_loss) > \
-                (best.test_top1, -best.test_loss)
+            improved = best is None or (stats.val_top1, -stats.val_loss) > \
+                (best.val_top1, -best.val_loss)
             if improved:
                 best, best_state = stats, copy.deepcopy(net.state_dict())
             progress.epoch_end(stats, improved)
@@ -102,9 +104,9 @@ def _run_epoch(setup: TrainSetup, options: TrainOptions, optimizer: torch.optim.
         correct += int((logits.argmax(1) == y).sum())
         count += len(y)
         progress.step(epoch, loss_sum / count, correct / count)
-    test = evaluate_model(net, setup.test, options.eval_batch_size, options.workers)
+    val = evaluate_model(net, setup.val, options.eval_batch_size, options.workers)
     return EpochStats(epoch, lr, loss_sum / max(1, count), correct / max(1, count),
-                      test.loss, test.top1, test.top5, time.perf_counter() - started)
+                      val.loss, val.top1, val.top5, time.perf_counter() - started)
 
 
 def _steps_per_epoch(count: int, batch_size: int) -> int:
@@ -127,12 +129,17 @@ def _deterministic(threads: int | None) -> Iterator[None]:
 
 
 def _metrics(result: TrainResult, setup: TrainSetup) -> dict[str, Any]:
-    best = result.best
+    best, test = result.best, result.test
     return {
-        "test_top1": best.test_top1, "test_top5": best.test_top5, "test_loss": best.test_loss,
+        "selection": "best epoch by validation top-1 (ties: lower validation loss); the "
+                     "validation part is a seeded share of the training split; the test "
+                     "split is scored once, for that epoch only",
+        "val_top1": best.val_top1, "val_top5": best.val_top5, "val_loss": best.val_loss,
+        "test_top1": test.top1, "test_top5": test.top5, "test_loss": test.loss,
         "best_epoch": best.epoch, "epochs": len(result.history),
-        "train_count": result.train_count, "test_count": result.test_count,
-        "dataset": setup.test.description, "class_names": list(setup.train.class_names),
+        "train_count": result.train_count, "val_count": result.val_count,
+        "test_count": result.test_count, "dataset": setup.test.description,
+        "validation": setup.val.description, "class_names": list(setup.train.class_names),
         "history": [s.to_dict() for s in result.history],
     }
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from spartan_deploy._io import sha256_file
+from spartan_deploy.paths import bundled_calib_dir
 from spartan_deploy.data import DIGITS_DATA_CONFIG, digits_split, load_calibration, open_dataset
 from spartan_deploy.data.calib import (
-    DEFAULT_CALIB_DIR,
     MANIFEST_NAME,
     check_calibration,
     make_digits_calibration,
@@ -21,13 +21,13 @@ from spartan_deploy.errors import DataError, OutputExistsError
 
 
 def test_bundled_manifest_matches_files():
-    manifest = read_calibration_manifest(DEFAULT_CALIB_DIR)
+    manifest = read_calibration_manifest(bundled_calib_dir())
     assert 256 <= manifest["count"] == len(manifest["files"]) <= 512
-    pngs = sorted(p.name for p in DEFAULT_CALIB_DIR.glob("*.png"))
+    pngs = sorted(p.name for p in bundled_calib_dir().glob("*.png"))
     assert pngs == sorted(e["file"] for e in manifest["files"])
     for entry in manifest["files"][:: max(1, len(pngs) // 32)]:
-        assert sha256_file(DEFAULT_CALIB_DIR / entry["file"]) == entry["sha256"]
-    assert check_calibration(DEFAULT_CALIB_DIR) == []
+        assert sha256_file(bundled_calib_dir() / entry["file"]) == entry["sha256"]
+    assert check_calibration(bundled_calib_dir()) == []
 
 
 def test_bundled_calib_holds_no_test_image():
@@ -38,7 +38,7 @@ def test_bundled_calib_holds_no_test_image():
 
 def test_calib_pngs_equal_the_digits_they_come_from():
     entries = read_calibration_manifest()["files"][:16]
-    from_pngs = load_calibration(DEFAULT_CALIB_DIR, DIGITS_DATA_CONFIG)[:16]
+    from_pngs = load_calibration(bundled_calib_dir(), DIGITS_DATA_CONFIG)[:16]
     digits = open_dataset("digits", DIGITS_DATA_CONFIG, split="all")
     expected = np.stack([digits.load(e["source_index"]) for e in entries])
     np.testing.assert_array_equal(from_pngs, expected)
@@ -69,9 +69,9 @@ def test_check_finds_tampering_and_leaks(tmp_path: Path):
 
 
 def test_load_calibration_count_and_seed():
-    a = load_calibration(DEFAULT_CALIB_DIR, DIGITS_DATA_CONFIG, count=10, seed=1)
-    b = load_calibration(DEFAULT_CALIB_DIR, DIGITS_DATA_CONFIG, count=10, seed=1)
+    a = load_calibration(bundled_calib_dir(), DIGITS_DATA_CONFIG, count=10, seed=1)
+    b = load_calibration(bundled_calib_dir(), DIGITS_DATA_CONFIG, count=10, seed=1)
     assert a.shape == (10, 3, 32, 32) and a.dtype == np.float32
     np.testing.assert_array_equal(a, b)
     with pytest.raises(DataError, match="fewer than the 100000"):
-        load_calibration(DEFAULT_CALIB_DIR, DIGITS_DATA_CONFIG, count=100000)
+        load_calibration(bundled_calib_dir(), DIGITS_DATA_CONFIG, count=100000)

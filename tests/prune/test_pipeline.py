@@ -114,11 +114,11 @@ def test_taylor_reads_a_calibration_folder(loaded, tmp_path):
     assert result.model.config.is_pruned
 
 
-def test_taylor_without_images_is_refused(loaded, tmp_path, monkeypatch):
-    from spartan_deploy.prune import pipeline
-    monkeypatch.setattr(pipeline, "REPO_CALIB", tmp_path / "empty")
-    with pytest.raises(UsageError, match="--calib"):
-        prune(loaded, PruneOptions(ratio=0.3, method=Method.TAYLOR))
+def test_taylor_without_images_uses_the_bundled_calibration_set(loaded):
+    from spartan_deploy.prune.pipeline import _calibration
+    batches = _calibration(loaded, PruneOptions(ratio=0.3, method=Method.TAYLOR,
+                                                calib_count=5))
+    assert sum(len(b) for b in batches) == 5
 
 
 def test_fine_tune_refuses_a_folder_without_splits(loaded, tmp_path):

@@ -24,16 +24,20 @@ def test_one_epoch_on_a_subset(tmp_path: Path, tiny_yaml: str):
     out = tmp_path / "tiny.pt"
     result = train("digits", out, QUICK, model=tiny_yaml, command="spartan train ...")
     assert result.output == out and out.is_file()
-    assert result.train_count == 64 and result.test_count == 48
+    # The validation part (10% of the 64, seeded) is held out of training.
+    assert result.train_count + result.val_count == 64 and result.val_count == 6
+    assert result.test_count == 48
     checkpoint = read_checkpoint(out)
     assert checkpoint.config.layer_depths == (1, 1, 1, 1)
     assert checkpoint.data_config == DIGITS_DATA_CONFIG
-    assert checkpoint.metrics["test_top1"] == pytest.approx(result.best.test_top1)
+    assert checkpoint.metrics["test_top1"] == pytest.approx(result.test.top1)
+    assert checkpoint.metrics["val_top1"] == pytest.approx(result.best.val_top1)
+    assert "validation" in checkpoint.metrics["selection"]
     assert checkpoint.meta["command"] == "spartan train ..." and checkpoint.meta["seed"] == 0
     assert all(v.dtype != torch.float64 for v in checkpoint.state_dict.values())
     # The saved weights are the ones that scored test_top1.
     test = open_dataset("digits", DIGITS_DATA_CONFIG, "test", limit=48, seed=0)
-    assert evaluate_model(checkpoint.build_model(), test).top1 == result.best.test_top1
+    assert evaluate_model(checkpoint.build_model(), test).top1 == result.test.top1
 
 
 def test_same_seed_same_weights_other_seed_differs(tmp_path: Path, tiny_yaml: str):
@@ -159,3 +163,32 @@ def test_save_checkpoint_roundtrip_keeps_training_metrics(tmp_path: Path, tiny_y
     again = save_checkpoint(tmp_path / "copy.pt", checkpoint.build_model(), DIGITS_DATA_CONFIG,
                             checkpoint.metrics)
     assert read_checkpoint(again).metrics["history"][0]["epoch"] == 1
+
+
+def test_epoch_is_chosen_on_validation_never_on_test(tmp_path: Path, tiny_yaml: str):
+    import dataclasses
+    options = dataclasses.replace(QUICK, epochs=3)
+    result = train("digits", tmp_path / "v.pt", options, model=tiny_yaml)
+    best_by_val = max(result.history, key=lambda s: (s.val_top1, -s.val_loss))
+    assert result.best == best_by_val
+    # History carries no test figure: the test split is scored once, after training.
+    assert all(not k.startswith("test") for k in result.history[0].to_dict())
+
+
+def test_validation_part_is_disjoint_and_seeded():
+    from spartan_deploy.data.dataset import split_validation
+    train = open_dataset("digits", DIGITS_DATA_CONFIG, "train")
+    fit, val = split_validation(train, 0.1, seed=0)
+    again_fit, again_val = split_validation(train, 0.1, seed=0)
+    assert set(fit.items).isdisjoint(val.items)
+    assert len(fit) + len(val) == len(train) and len(val) == round(0.1 * len(train))
+    assert val.items == again_val.items and fit.items == again_fit.items
+    assert split_validation(train, 0.1, seed=1)[1].items != val.items
+
+
+def test_bundled_calibration_avoids_validation_and_test():
+    from spartan_deploy.data import digits_split
+    from spartan_deploy.data.calib import calibration_indices, validation_indices
+    calib = set(calibration_indices().tolist())
+    assert calib.isdisjoint(validation_indices().tolist())
+    assert calib.isdisjoint(digits_split("test").tolist())
