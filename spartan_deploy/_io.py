@@ -139,21 +139,6 @@ def quiet_logger(name: str | None = None, level: int = logging.ERROR) -> Iterato
         logger.setLevel(previous)
 
 
-def manifest_path(artefact: str | Path) -> Path:
-    """The manifest that sits beside an artefact: ``model.onnx`` -> ``model.onnx.json``."""
-    artefact = Path(artefact)
-    return artefact.with_name(artefact.name + MANIFEST_SUFFIX)
-
-
-def read_manifest(artefact: str | Path) -> dict[str, Any] | None:
-    """The artefact's manifest, or None when it has none or it is unreadable."""
-    path = manifest_path(artefact)
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def library_versions() -> dict[str, str]:
     """Installed versions of the libraries that affect results (absent ones are left out)."""
     versions = {"python": platform.python_version()}

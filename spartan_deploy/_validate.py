@@ -7,10 +7,13 @@ reject the same input with the same words.
 
 from __future__ import annotations
 
+import enum
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 from spartan_deploy.errors import UsageError
+
+E = TypeVar("E", bound=enum.Enum)
 
 
 def is_int(value: Any) -> bool:
@@ -59,3 +62,12 @@ def parse_int_text(text: str, option: str) -> int:
         return int(str(text).strip())
     except ValueError:
         raise UsageError(f"{option} {text!r} is not an integer") from None
+
+
+def parse_choice(choices: type[E], value: Any, option: str) -> E:
+    """``value`` as a member of the Enum ``choices``, or a one-line error listing them."""
+    try:
+        return choices(value)
+    except ValueError:
+        accepted = ", ".join(str(member.value) for member in choices)
+        raise UsageError(f"{option} {value!r} is not supported; use one of: {accepted}") from None

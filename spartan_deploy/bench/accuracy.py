@@ -13,23 +13,18 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from spartan_deploy._validate import positive_int
 from spartan_deploy.errors import DataError, UsageError
+from spartan_deploy.evaluation.comparison import Comparer, json_number, topk_hits
+from spartan_deploy.evaluation.logits import BatchSource
 from spartan_deploy.runtime.base import Runner
 
 Batch = tuple[np.ndarray, "np.ndarray | None"]
 ProgressFn = Callable[[int], None]  # called with the number of images just processed
-
-
-class BatchSource(Protocol):
-    """What evaluation needs of a dataset (spartan_deploy.data.Dataset fits)."""
-
-    def __len__(self) -> int: ...
-
-    def batches(self, batch_size: int, workers: int | None = None) -> Iterable[Batch]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +44,8 @@ class AccuracyResult:
     agreement_top1: float | None = None
     max_logit_diff: float | None = None
     mean_logit_diff: float | None = None
+    cosine: float | None = None
+    sqnr_db: float | None = None
     seconds: float = 0.0
     skipped: int = 0
     logits: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
@@ -58,7 +55,7 @@ class AccuracyResult:
         return self.count / self.seconds if self.seconds > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+        data = {f.name: json_number(getattr(self, f.name)) for f in dataclasses.fields(self)
                 if f.name != "logits"}
         data["images_per_s"] = self.images_per_s
         return data
@@ -68,10 +65,9 @@ class _Accumulator:
     """Running sums for one runner, so results never need all logits in memory."""
 
     def __init__(self, keep_logits: bool = False) -> None:
-        self.count = self.correct1 = self.correct5 = self.agree = 0
+        self.count = self.correct1 = self.correct5 = 0
         self.labelled = True
-        self.has_reference = False
-        self.max_diff, self.sum_diff, self.diff_elems = 0.0, 0.0, 0
+        self.comparer: Comparer | None = None  # against the reference, when there is one
         self.seconds = 0.0
         self.kept: list[np.ndarray] | None = [] if keep_logits else None
 
@@ -86,32 +82,28 @@ class _Accumulator:
         if labels is None:
             self.labelled = False
         else:
-            k = min(5, logits.shape[1])
-            top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
-            self.correct1 += int((logits.argmax(axis=1) == labels).sum())
-            self.correct5 += int((top == labels[:, None]).any(axis=1).sum())
+            self.correct1 += topk_hits(logits, labels, 1)
+            self.correct5 += topk_hits(logits, labels, 5)
         if reference is not None:
-            self.has_reference = True
-            diff = np.abs(logits.astype(np.float64) - reference.astype(np.float64))
-            self.agree += int((logits.argmax(axis=1) == reference.argmax(axis=1)).sum())
-            self.max_diff = max(self.max_diff, float(diff.max(initial=0.0)))
-            self.sum_diff += float(diff.sum())
-            self.diff_elems += diff.size
+            self.comparer = self.comparer or Comparer()
+            self.comparer.add(reference, logits)
         if self.kept is not None:
             self.kept.append(logits)
 
     def result(self, skipped: int = 0) -> AccuracyResult:
         n = self.count
         labelled = self.labelled and n > 0
-        ref = self.has_reference and n > 0
+        figures = self.comparer.result() if self.comparer is not None and n > 0 else None
         kept = np.concatenate(self.kept) if self.kept else None
         return AccuracyResult(
             count=n, top1=self.correct1 / n if labelled else None,
             top5=self.correct5 / n if labelled else None,
             correct1=self.correct1 if labelled else 0, correct5=self.correct5 if labelled else 0,
-            agreement_top1=self.agree / n if ref else None,
-            max_logit_diff=self.max_diff if ref else None,
-            mean_logit_diff=self.sum_diff / max(1, self.diff_elems) if ref else None,
+            agreement_top1=figures.top1_agreement if figures else None,
+            max_logit_diff=figures.max_abs_diff if figures else None,
+            mean_logit_diff=figures.mean_abs_diff if figures else None,
+            cosine=figures.cosine if figures else None,
+            sqnr_db=figures.sqnr_db if figures else None,
             seconds=self.seconds, skipped=skipped, logits=kept)
 
 
@@ -186,9 +178,7 @@ def evaluate_runners(runners: Sequence[Runner], dataset: BatchSource, batch_size
 
 def check_batch_size(batch_size: Any) -> int:
     """Batch sizes are positive integers; anything else is a one-line usage error."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UsageError(f"batch size {batch_size!r} must be a positive integer")
-    return batch_size
+    return positive_int(batch_size, "batch size")
 
 
 def _classes(dataset: BatchSource) -> int:

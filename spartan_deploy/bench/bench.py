@@ -12,7 +12,7 @@ from spartan_deploy.bench.accuracy import AccuracyResult, evaluate_accuracy
 from spartan_deploy.bench.artefacts import RUNS_DIR, NoteFn, default_runners
 from spartan_deploy.bench.environment import environment
 from spartan_deploy.bench.evaluate import (
-    REPORT_SCHEMA, common_data_config, open_artefacts)
+    REPORT_SCHEMA, common_data_config, open_artefacts, runner_data_config)
 from spartan_deploy.bench.timing import (
     BenchOptions, BenchResult, ProgressFn, resolve_img_size, time_runner)
 from spartan_deploy.errors import DataError, UsageError
@@ -54,31 +54,17 @@ class BenchReport:
                 "results": rows, "accuracy": accuracy, "notes": list(self.notes)}
 
 
-AUTO_DATA = "auto"
-
-
 @dataclasses.dataclass(frozen=True)
 class AccuracySpec:
     """Labelled data to score each benched artefact on (None in run_bench: timing only).
 
-    ``data="auto"``: the test data the model's checkpoint records (the bundled digits model
-    records 'digits'), when benching a model in its default forms; otherwise none.
+    ``data=None``: the data the artefacts' model records (digits for the bundled model),
+    else none; ``"none"``: timing only.
     """
 
-    data: str
+    data: str | None = None
     limit: int | None = None
     workers: int | None = None
-
-
-def _resolve_auto(spec: AccuracySpec | None, loaded: Any) -> AccuracySpec | None:
-    if spec is None or spec.data != AUTO_DATA:
-        return spec
-    checkpoint = getattr(loaded, "checkpoint", None)
-    dataset = (checkpoint.metrics.get("dataset") if checkpoint else None) or {}
-    source = dataset.get("source") if isinstance(dataset, dict) else None
-    if source == "digits" or (isinstance(source, str) and Path(source).is_dir()):
-        return dataclasses.replace(spec, data=source)
-    return None
 
 
 def run_bench(artefacts: Sequence[str | Path], options: BenchOptions,
@@ -87,7 +73,7 @@ def run_bench(artefacts: Sequence[str | Path], options: BenchOptions,
               note: NoteFn | None = None, runs_dir: Path = RUNS_DIR,
               model: str | None = None, weights: str | Path | None = None) -> BenchReport:
     """Time the artefacts; with none, the model (``model``/``weights`` as ``load_model``
-    takes them; default: the bundled one) in every form present or cheap to make."""
+    takes them; default: the bundled one) in every form already made."""
     # Engines then time compute only on the device; the host clock gives end-to-end.
     runner_options = dataclasses.replace(runner_options or RunnerOptions(), no_host_copy=True)
     notes: list[str] = []
@@ -102,13 +88,11 @@ def run_bench(artefacts: Sequence[str | Path], options: BenchOptions,
                          "bench that model in every form")
     if artefacts:
         named = open_artefacts(artefacts, runner_options)
-        accuracy = None if accuracy and accuracy.data == AUTO_DATA else accuracy
     else:
         from spartan_deploy.model import load_model
 
         loaded = load_model(model, weights, runner_options.trust_checkpoint)
         named = default_runners(loaded, runner_options, runs_dir, add_note)
-        accuracy = _resolve_auto(accuracy, loaded)
     dataset = _open_accuracy_data(named, accuracy) if accuracy else None
     results, scores = _time_all(named, options, dataset, progress)
     data = dataset.description if dataset is not None else None
@@ -117,10 +101,18 @@ def run_bench(artefacts: Sequence[str | Path], options: BenchOptions,
 
 def _open_accuracy_data(named: list[tuple[str, Runner]], spec: AccuracySpec) -> Any:
     from spartan_deploy.data import open_dataset
+    from spartan_deploy.evaluation import resolve_data
 
-    dataset = open_dataset(spec.data, common_data_config(named, spec.data), "test", spec.limit)
+    known = [c for c in (runner_data_config(r) for _, r in named) if c is not None]
+    if spec.data is None and not known:
+        return None  # nothing records its data: timing only
+    config = common_data_config(named, spec.data or "")
+    source = resolve_data(spec.data, config)
+    if source is None:
+        return None
+    dataset = open_dataset(source, config, "test", spec.limit)
     if not dataset.labelled:
-        raise DataError(f"data {spec.data!r} has no labels (a flat folder of images); accuracy "
+        raise DataError(f"data {source!r} has no labels (a flat folder of images); accuracy "
                         "needs class sub-folders (DIR/<class>/*.png) or 'digits'")
     return dataset
 

@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from spartan_deploy._io import read_manifest
 from spartan_deploy.bench.accuracy import (
     AccuracyResult, ProgressFn, check_batch_size, evaluate_runners)
-from spartan_deploy.bench.artefacts import _hashes_in, torch_runner_for
+from spartan_deploy.bench.artefacts import torch_runner_for
 from spartan_deploy.bench.environment import environment
+from spartan_deploy._validate import non_negative_int, optional_positive_int
 from spartan_deploy.errors import DataError, SpartanError, UsageError
+from spartan_deploy.manifest import read_manifest
 from spartan_deploy.model.config import DataConfig
 from spartan_deploy.runtime.base import Runner, RunnerInfo
 from spartan_deploy.runtime.options import RunnerOptions
@@ -28,21 +29,21 @@ REPORT_SCHEMA = "spartan-deploy/report/1"
 
 @dataclasses.dataclass(frozen=True)
 class EvalOptions:
-    """What to evaluate on: ``data`` is 'digits' or a folder of class sub-folders."""
+    """What to evaluate on: ``data`` is 'digits' or a folder of class sub-folders; None:
+    the data the artefacts' model records (digits for the bundled model)."""
 
-    data: str
+    data: str | None = None
     limit: int | None = None
-    batch_size: int = 64
+    batch_size: int = 256
     workers: int | None = None
     split: str = "test"
     seed: int = 0
 
     def __post_init__(self) -> None:
         check_batch_size(self.batch_size)
-        if self.limit is not None and (isinstance(self.limit, bool) or self.limit < 1):
-            raise UsageError(f"--limit {self.limit!r} must be a positive integer")
-        if self.workers is not None and self.workers < 0:
-            raise UsageError(f"--workers {self.workers} must be 0 (decode inline) or more")
+        optional_positive_int(self.limit, "--limit")
+        if self.workers is not None:
+            non_negative_int(self.workers, "--workers")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +103,7 @@ def run_eval(artefacts: Sequence[str | Path], options: EvalOptions,
              progress: ProgressFn | None = None, on_start: Any = None) -> EvalReport:
     """Evaluate artefacts on labelled data; ``on_start(total_images)`` precedes the pass."""
     from spartan_deploy.data import open_dataset
+    from spartan_deploy.evaluation import resolve_data
 
     # Several runtimes take turns on every batch: spinning ORT threads would starve the rest.
     runner_options = dataclasses.replace(runner_options or RunnerOptions(), ort_spinning=False)
@@ -110,11 +112,14 @@ def run_eval(artefacts: Sequence[str | Path], options: EvalOptions,
     named = open_artefacts(artefacts, runner_options)
     notes: list[str] = []
     reference = reference_index(named, runner_options, notes)
-    data_config = common_data_config(named, options.data)
-    dataset = open_dataset(options.data, data_config, options.split, options.limit,
-                           options.seed)
+    data_config = common_data_config(named, options.data or "")
+    source = resolve_data(options.data, data_config)
+    if source is None:
+        raise UsageError("eval needs labelled images: give --data digits or --data FOLDER "
+                         "(one sub-folder per class)")
+    dataset = open_dataset(source, data_config, options.split, options.limit, options.seed)
     if not dataset.labelled:
-        raise DataError(f"data {options.data!r} has no labels (a flat folder of images); eval "
+        raise DataError(f"data {source!r} has no labels (a flat folder of images); eval "
                         "needs class sub-folders (DIR/<class>/*.png) or 'digits'")
     if on_start:
         on_start(len(dataset))
@@ -150,11 +155,12 @@ def _default_model_reference(named: list[tuple[str, Runner]],
         loaded = load_model()
     except SpartanError:
         return None
-    recorded = set()
+    origins = set()
     for _, runner in named:
         if runner.info.artefact is not None:
-            recorded |= set(_hashes_in(read_manifest(runner.info.artefact) or {}))
-    if loaded.weights_sha256 not in recorded:
+            recorded = read_manifest(runner.info.artefact)
+            origins.add(recorded.checkpoint_sha256 if recorded else None)
+    if loaded.weights_sha256 not in origins:
         return None
     return torch_runner_for(loaded, options)
 
@@ -162,8 +168,9 @@ def _default_model_reference(named: list[tuple[str, Runner]],
 def runner_data_config(runner: Runner) -> DataConfig | None:
     """The preprocessing an artefact records (checkpoint data config or ONNX manifest)."""
     value = runner.info.extra.get("data_config")
-    if value is None and runner.info.artefact is not None:  # e.g. an engine's sidecar
-        value = (read_manifest(runner.info.artefact) or {}).get("data_config")
+    if value is None and runner.info.artefact is not None:  # e.g. an engine's manifest
+        recorded = read_manifest(runner.info.artefact)
+        value = dict(recorded.data_config) if recorded and recorded.data_config else None
     if isinstance(value, DataConfig):
         return value
     if isinstance(value, dict):

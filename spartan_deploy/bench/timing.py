@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from spartan_deploy._io import read_manifest
+from spartan_deploy._validate import optional_positive_int, positive_int
 from spartan_deploy.bench.stats import TimingStats, compute_stats
 from spartan_deploy.errors import SpartanError, UsageError
 from spartan_deploy.runtime.base import Runner, RunnerInfo
-from spartan_deploy.runtime.manifest import manifest_input_size
+from spartan_deploy.manifest import read_manifest
 
 DEFAULT_DURATION_S = 3.0  # adaptive target per artefact and batch size
 MIN_ITERATIONS = 10  # adaptive runs time at least this many batches ...
@@ -48,18 +48,15 @@ class BenchOptions:
         if not self.batch_sizes:
             raise UsageError("no batch size given; pass --batch N or --batch 1,32,256")
         for b in self.batch_sizes:
-            if isinstance(b, bool) or not isinstance(b, int) or b < 1:
-                raise UsageError(f"batch size {b!r} must be a positive integer")
+            positive_int(b, "--batch")
         if self.warmup_s < 0:
             raise UsageError(f"--warmup {self.warmup_s} must be 0 or more seconds")
         if self.duration_s is not None and self.iterations is not None:
             raise UsageError("give --duration or --iterations, not both")
         if self.duration_s is not None and not self.duration_s > 0:
             raise UsageError(f"--duration {self.duration_s} must be more than 0 seconds")
-        if self.iterations is not None and self.iterations < 1:
-            raise UsageError(f"--iterations {self.iterations} must be at least 1")
-        if self.buffers < 1:
-            raise UsageError(f"buffers {self.buffers} must be at least 1")
+        optional_positive_int(self.iterations, "--iterations")
+        positive_int(self.buffers, "buffers")
 
     @property
     def adaptive(self) -> bool:
@@ -212,9 +209,9 @@ def resolve_img_size(runner: Runner, requested: int | None, label: str) -> int:
     size = runner.info.extra.get("input_size")
     if isinstance(size, int) and size > 0:
         return size
-    if runner.info.artefact is not None:  # e.g. an engine's sidecar
-        size = manifest_input_size(read_manifest(runner.info.artefact))
-        if size is not None:
-            return size
+    if runner.info.artefact is not None:  # e.g. an engine's manifest
+        recorded = read_manifest(runner.info.artefact)
+        if recorded is not None and recorded.input_size is not None:
+            return recorded.input_size
     raise UsageError(f"cannot tell the input size of {label!r} (no manifest, dynamic "
                      "shape); pass --img-size N")

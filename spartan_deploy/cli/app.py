@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -51,8 +52,22 @@ def guarded(func: F) -> F:
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: nothing half-written was left behind")
             raise typer.Exit(130) from None
+        except OSError as err:  # the operating system said no: disk full, name too long...
+            if _state["verbose"]:
+                traceback.print_exc()
+            err_console.print(f"[bold red]error:[/] {escape(describe_os_error(err))}",
+                              highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line for an operating-system refusal, naming the file and what to do."""
+    where = f" {err.filename!r}" if err.filename else ""
+    reason = err.strerror or str(err) or type(err).__name__
+    return (f"the operating system refused{where}: {reason}; check the path, free space and "
+            "permissions, then run the command again (nothing half-written was kept)")
 
 
 def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
@@ -65,32 +80,28 @@ def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
     return decorate
 
 
-def parse_img_size(value: str) -> int:
-    """``--img-size``: an integer of at least 32 (the network's total stride)."""
-    try:
-        size = int(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an integer; give a size in pixels "
-                                 ">= 32") from None
-    if size < 32:
-        raise typer.BadParameter(f"{size} is too small; use 32 or more")
-    return size
+def emit_json(data: Any, target: Path | None, force: bool = False) -> None:
+    """``--json PATH``: write ``data`` there atomically (refusing an existing file without
+    --force), or print it when PATH is ``-``."""
+    if target is None:
+        return
+    text = json.dumps(data, indent=2, default=str)
+    if str(target) == "-":
+        console.print_json(text)
+        return
+    from spartan_deploy._io import check_output_path, write_atomic
+
+    check_output_path(target, force)
+    write_atomic(target, lambda tmp: tmp.write_text(text + "\n"))
+    err_console.print(f"wrote {target}", highlight=False, markup=False)
 
 
-# Options shared by many commands, so their names and help read the same everywhere.
-ModelOpt = Annotated[str | None, typer.Option(
-    "--model", "-m", help="Bundled model name (see models/) or a model YAML file. "
-                          "Default: the bundled digits-trained spartan-t.")]
-WeightsOpt = Annotated[Path | None, typer.Option(
-    "--weights", "-w", help="Checkpoint: bare state dict, official training checkpoint "
-                            "(module./_orig_mod. prefixes fine) or ours.")]
-TrustOpt = Annotated[bool, typer.Option(
-    "--trust-checkpoint", help="Allow unpickling arbitrary objects (e.g. an OmegaConf "
-                               "config) from a checkpoint you trust.")]
-ImgSizeOpt = Annotated[int | None, typer.Option(
-    "--img-size", parser=parse_img_size, metavar="N", help="Input size in pixels (>= 32). Default: the model's data config.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")]
+def check_json_target(target: Path | None, force: bool) -> None:
+    """Refuse an existing --json file before any slow work starts."""
+    if target is not None and str(target) != "-":
+        from spartan_deploy._io import check_output_path
+
+        check_output_path(target, force)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -11,54 +11,29 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from spartan_deploy._io import check_output_path
-from spartan_deploy.bench import (
-    AccuracySpec, BenchOptions, BenchReport, EvalOptions, EvalReport, run_bench, run_eval)
-from spartan_deploy.bench.bench import AUTO_DATA
-from spartan_deploy.cli.app import (
-    ForceOpt, ImgSizeOpt, ModelOpt, TrustOpt, WeightsOpt, command, console, err_console)
+from spartan_deploy.cli.app import command, console, err_console
+from spartan_deploy.cli.options import (
+    BatchOpt, DataOpt, DeviceOpt, ForceOpt, ImgSizeOpt, JsonOpt, LimitOpt, ModelOpt,
+    PrecisionOpt, ReportOpt, RuntimeOpt, ThreadsOpt, TrustOpt, WeightsOpt, one_batch)
 from spartan_deploy.errors import UsageError
-from spartan_deploy.model import validate_img_size
-from spartan_deploy.report import REPORT_JSON, REPORT_MD, REPORT_PNG, write_report
-from spartan_deploy.report.tables import (
-    BENCH_HEADERS, EVAL_HEADERS, TEXT_COLUMNS, bench_accuracy_rows, bench_rows, compute_rows,
-    eval_rows)
-from spartan_deploy.report.write import write_report_json
-from spartan_deploy.runtime import Device, Precision, RunnerOptions
+from spartan_deploy.precision import Precision
+from spartan_deploy.runtime.options import Device, Runtime, RunnerOptions
+
+if TYPE_CHECKING:
+    from spartan_deploy.bench import BenchReport, EvalReport
 
 ArtefactsArg = Annotated[list[Path] | None, typer.Argument(
     help="Artefacts: .pt checkpoint, .onnx, .plan. None: the default model in every form "
-         "present or cheap to make (PyTorch, FP32 ONNX, INT8 ONNX, engines with TensorRT).",
-    show_default=False)]
-JsonPathOpt = Annotated[Path | None, typer.Option(
-    "--json", help="Also write the full results (machine, versions, every figure) here.")]
-ReportOpt = Annotated[Path | None, typer.Option(
-    "--report", help="Write report.md, report.json and accuracy_vs_throughput.png here.")]
-ThreadsOpt = Annotated[int | None, typer.Option(
-    "--threads", help="CPU threads for PyTorch / ONNX Runtime. Default: the library's.")]
-DeviceOpt = Annotated[Device, typer.Option(
-    "--device", help="auto: CUDA when present, else CPU.")]
-DataOpt = Annotated[str | None, typer.Option(
-    "--data", help="'digits' or a folder with class sub-folders.")]
-LimitOpt = Annotated[int | None, typer.Option(
-    "--limit", help="Use a seeded subset of this many images.")]
-
-
-def parse_batches(text: str) -> tuple[int, ...]:
-    """``256`` or ``1,32,256`` -> (1, 32, 256); zero, negatives and non-integers are errors."""
-    sizes = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part.isdigit() or int(part) < 1:
-            raise UsageError(f"--batch {text!r}: {part!r} is not a positive integer; "
-                             "e.g. --batch 256 or --batch 1,32,256")
-        sizes.append(int(part))
-    return tuple(dict.fromkeys(sizes))
+         "already made under runs/<model>/ (PyTorch always; make the others with `spartan "
+         "pipeline`).", show_default=False)]
 
 
 def check_outputs(json_path: Path | None, report_dir: Path | None, force: bool) -> None:
     """Refuse existing outputs before any slow work (never overwrite without --force)."""
-    if json_path is not None:
+    from spartan_deploy._io import check_output_path
+    from spartan_deploy.report import REPORT_JSON, REPORT_MD, REPORT_PNG
+
+    if json_path is not None and str(json_path) != "-":
         check_output_path(json_path, force)
     if report_dir is not None:
         if report_dir.exists() and not report_dir.is_dir():
@@ -110,8 +85,7 @@ class _Bars:
 @command("bench")
 def bench(
     artefacts: ArtefactsArg = None,
-    batch: Annotated[str, typer.Option(
-        "--batch", "-b", help="Batch size or comma list, e.g. 256 or 1,32,256.")] = "256",
+    batch: BatchOpt = "256",
     img_size: ImgSizeOpt = None,
     warmup: Annotated[float, typer.Option("--warmup", help="Warm-up seconds (excluded).")]
         = 1.0,
@@ -121,32 +95,32 @@ def bench(
     iterations: Annotated[int | None, typer.Option(
         "--iterations", help="Time exactly this many batches instead of a duration.")] = None,
     threads: ThreadsOpt = None, device: DeviceOpt = Device.AUTO,
-    precision: Annotated[Precision, typer.Option(
-        "--precision", help="PyTorch autocast precision.")] = Precision.FP32,
+    runtime: RuntimeOpt = Runtime.AUTO, precision: PrecisionOpt = Precision.FP32,
     channels_last: Annotated[bool, typer.Option(
         "--channels-last", help="PyTorch artefacts: NHWC memory layout.")] = False,
     cuda_graphs: Annotated[bool, typer.Option(
         "--cuda-graphs", help="PyTorch on CUDA: replay the forward as a CUDA graph.")] = False,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile.")] = False,
-    data: Annotated[str | None, typer.Option(
-        "--data", help="Also score accuracy on 'digits' or a labelled folder ('none': skip). "
-                       "Default: with no artefact, the test data the checkpoint records "
-                       "(digits for the bundled model).")] = None,
-    limit: LimitOpt = None, json_path: JsonPathOpt = None, report: ReportOpt = None,
-    force: ForceOpt = False, model: ModelOpt = None, weights: WeightsOpt = None,
-    trust_checkpoint: TrustOpt = False,
+    data: DataOpt = None, limit: LimitOpt = None, json_path: JsonOpt = None,
+    report: ReportOpt = None, force: ForceOpt = False, model: ModelOpt = None,
+    weights: WeightsOpt = None, trust_checkpoint: TrustOpt = False,
 ) -> None:
-    """Latency (mean, median, p90/95/99, min, max) and throughput of artefacts."""
-    validate_img_size(img_size)
-    options = BenchOptions(parse_batches(batch), img_size, warmup, duration, iterations)
-    runner_options = RunnerOptions(device=device, precision=precision, threads=threads,
-                                   channels_last=channels_last, cuda_graphs=cuda_graphs,
-                                   compile=compile_model, trust_checkpoint=trust_checkpoint)
+    """Latency (mean, median, p90/95/99, min, max) and throughput of artefacts.
+
+    With labelled data (by default the data the model records: digits for the bundled
+    model; --data none to skip) each artefact's accuracy is scored too.
+    """
+    from spartan_deploy.bench import AccuracySpec, BenchOptions, run_bench
+
+    options = BenchOptions(batch, img_size, warmup, duration, iterations)
+    runner_options = RunnerOptions(device=device, runtime=runtime, precision=precision,
+                                   threads=threads, channels_last=channels_last,
+                                   cuda_graphs=cuda_graphs, compile=compile_model,
+                                   trust_checkpoint=trust_checkpoint)
     check_outputs(json_path, report, force)
-    accuracy = None if data and data.lower() == "none" else AccuracySpec(data or AUTO_DATA, limit)
     with _Bars() as bars:
-        result = run_bench(artefacts or [], options, runner_options, accuracy,
-                           progress=bars.fraction,
+        result = run_bench(artefacts or [], options, runner_options,
+                           AccuracySpec(data, limit), progress=bars.fraction,
                            note=lambda m: err_console.print(f"[yellow]note:[/] {m}"),
                            model=model, weights=weights)
     _print_bench(result)
@@ -157,23 +131,22 @@ def bench(
 def eval_command(
     artefacts: Annotated[list[Path], typer.Argument(
         help="Artefacts to score: .pt checkpoint, .onnx, .plan.", show_default=False)],
-    data: Annotated[str, typer.Option(
-        "--data", help="'digits' or a folder with class sub-folders (labels).")],
+    data: DataOpt = None,
     limit: LimitOpt = None,
-    batch: Annotated[str, typer.Option("--batch", "-b", help="Batch size.")] = "64",
+    batch: BatchOpt = "256",
     workers: Annotated[int | None, typer.Option(
         "--workers", help="Image decode threads. Default: up to 8.")] = None,
     threads: ThreadsOpt = None, device: DeviceOpt = Device.AUTO,
-    json_path: JsonPathOpt = None, report: ReportOpt = None, force: ForceOpt = False,
+    runtime: RuntimeOpt = Runtime.AUTO, precision: PrecisionOpt = Precision.FP32,
+    json_path: JsonOpt = None, report: ReportOpt = None, force: ForceOpt = False,
     trust_checkpoint: TrustOpt = False,
 ) -> None:
     """Top-1/top-5 on labelled data and agreement with the FP32 reference."""
-    sizes = parse_batches(batch)
-    if len(sizes) != 1:
-        raise UsageError(f"--batch {batch!r}: eval takes one batch size")
-    options = EvalOptions(data, limit, sizes[0], workers)
-    runner_options = RunnerOptions(device=device, threads=threads,
-                                   trust_checkpoint=trust_checkpoint)
+    from spartan_deploy.bench import EvalOptions, run_eval
+
+    options = EvalOptions(data, limit, one_batch(batch, "eval"), workers)
+    runner_options = RunnerOptions(device=device, runtime=runtime, precision=precision,
+                                   threads=threads, trust_checkpoint=trust_checkpoint)
     check_outputs(json_path, report, force)
     with _Bars() as bars:
         result = run_eval(artefacts, options, runner_options, progress=bars.advance,
@@ -192,6 +165,8 @@ def _show(table: Table) -> None:
 
 
 def _table(title: str, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+    from spartan_deploy.report.tables import TEXT_COLUMNS
+
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
     for i, header in enumerate(headers):
         table.add_column(header, justify="left" if i < TEXT_COLUMNS else "right")
@@ -201,6 +176,9 @@ def _table(title: str, headers: tuple[str, ...], rows: list[tuple[str, ...]]) ->
 
 
 def _print_bench(report: BenchReport) -> None:
+    from spartan_deploy.report.tables import (
+        BENCH_HEADERS, bench_accuracy_rows, bench_rows, compute_rows)
+
     env = report.env
     where = (env.get("gpu") or {}).get("name") or env["machine"]["cpu"]
     _show(_table(f"spartan bench on {where}: latency in ms per batch", BENCH_HEADERS,
@@ -216,6 +194,8 @@ def _print_bench(report: BenchReport) -> None:
 
 
 def _print_eval(report: EvalReport) -> None:
+    from spartan_deploy.report.tables import EVAL_HEADERS, eval_rows
+
     data = report.data
     title = (f"spartan eval on {data.get('source')} ({data.get('split')}, "
              f"{data.get('count')} images); reference: {report.reference or 'none'}")
@@ -226,7 +206,14 @@ def _print_eval(report: EvalReport) -> None:
 
 def _write_outputs(report: BenchReport | EvalReport, json_path: Path | None,
                    report_dir: Path | None, force: bool) -> None:
-    if json_path is not None:
+    from spartan_deploy.report import write_report
+    from spartan_deploy.report.write import write_report_json
+
+    if json_path is not None and str(json_path) == "-":
+        import json
+
+        console.print_json(json.dumps(report.to_dict(), default=str))
+    elif json_path is not None:
         write_report_json(report, json_path, force)
         console.print(f"wrote {json_path}")
     if report_dir is not None:

@@ -1,27 +1,29 @@
-"""``spartan build-engine``: FP16 / INT8+FP16 precision graphs and the TensorRT engine."""
+"""``spartan build-engine``: checkpoint or ONNX to a TensorRT engine, in one command."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from spartan_deploy.cli.app import (
-    ForceOpt, ModelOpt, TrustOpt, WeightsOpt, command, console, err_console)
-from spartan_deploy.engine import (
-    BatchProfile, BuildOptions, EngineOptions, HardwareCompat, build_engine, parse_size,
-    resolve_source)
-from spartan_deploy.errors import TensorRTMissingError
+from spartan_deploy.cli.app import command, console, err_console
+from spartan_deploy.cli.options import (
+    CalibOpt, DataOpt, ForceOpt, LimitOpt, ModelOpt, OutputOpt, TrustOpt, WeightsOpt)
+from spartan_deploy.engine.options import (
+    BatchProfile, BuildOptions, HardwareCompat, parse_size)
 
-OnnxArg = Annotated[Path | None, typer.Argument(
-    help="FP32 (or already Q/DQ) ONNX to build from. Default: runs/<model>/model.onnx of "
-         "--model/--weights, exported when missing.", show_default=False)]
+if TYPE_CHECKING:
+    from spartan_deploy.pipeline.orchestrate import StageRecord
+
+SourceArg = Annotated[Path | None, typer.Argument(
+    help="FP32 or Q/DQ ONNX to build from. Default: export --model/--weights (the bundled "
+         "model) into runs/<model>/ first.", show_default=False)]
 
 
 @command("build-engine")
 def build_engine_cmd(
-    onnx: OnnxArg = None,
+    onnx: SourceArg = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     trust_checkpoint: TrustOpt = False,
@@ -29,8 +31,7 @@ def build_engine_cmd(
         "--fp16", help="FP16 graph (AutoCast), fragile parts kept FP32.")] = False,
     int8: Annotated[bool, typer.Option(
         "--int8", help="INT8 Q/DQ (quantize stage, TensorRT target), the rest FP16.")] = False,
-    calib: Annotated[Path | None, typer.Option(
-        "--calib", help="Calibration image folder for --int8.")] = None,
+    calib: CalibOpt = None,
     min_batch: Annotated[int, typer.Option("--min-batch", help="Profile: smallest batch.")] = 1,
     opt_batch: Annotated[int, typer.Option("--opt-batch", help="Profile: tuned batch.")] = 32,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Profile: largest batch.")] = 256,
@@ -48,39 +49,46 @@ def build_engine_cmd(
         "--version-compatible", help="Engine loadable by later TensorRT versions.")] = False,
     sparsity: Annotated[bool, typer.Option(
         "--sparsity", help="Allow 2:4 structured-sparse kernels.")] = False,
-    eval_data: Annotated[str | None, typer.Option(
-        "--eval-data", help="Where to measure the graph's accuracy: 'digits' or a labelled "
-                            "folder. Default: digits for the digits model, else --calib.")
-    ] = None,
-    eval_limit: Annotated[int | None, typer.Option(
-        "--eval-limit", help="Measure on a seeded subset of this many images.")] = None,
-    output: Annotated[Path | None, typer.Option(
-        "-o", "--output", help="Engine path (.plan). Default: beside the ONNX, e.g. "
-                               "model.int8.fp16.plan.")] = None,
+    data: DataOpt = None,
+    limit: LimitOpt = None,
+    output: OutputOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Build a TensorRT engine: precision graph on the CPU, then the plan + sidecar JSON.
+    """Build a TensorRT engine: export, quantize and precision graph as needed, then the plan.
 
-    Without TensorRT every CPU step still runs and writes its graph, then the command exits
-    with code 4 saying what is missing.
+    Every stage runs through the same orchestration as `spartan pipeline`: artefacts in the
+    run folder that are complete and current are reused. Without TensorRT every CPU step still
+    runs and writes its graph, then the command exits with code 4 saying what to run on a GPU
+    machine.
     """
-    options = EngineOptions(
-        fp16=fp16, int8=int8, calib=calib, eval_data=eval_data, eval_limit=eval_limit,
-        build=BuildOptions(profile=BatchProfile(min_batch, opt_batch, max_batch),
-                           workspace=parse_size(workspace), timing_cache=timing_cache,
-                           opt_level=opt_level, hw_compat=hw_compat,
-                           version_compatible=version_compatible, sparsity=sparsity))
-    source, exported = resolve_source(onnx, model, weights, trust_checkpoint, force,
-                                      log=_say)
-    try:
-        result = build_engine(source, options, output, force, log=_say)
-    except TensorRTMissingError:
-        for path in exported:
-            _say(f"wrote {path}")
-        raise
-    for path in [*exported, *result.written]:
-        console.print(f"wrote {path}", highlight=False)
+    from spartan_deploy.errors import TensorRTMissingError
+    from spartan_deploy.pipeline import EngineRequest, build_engine_chain
+
+    build = BuildOptions(profile=BatchProfile(min_batch, opt_batch, max_batch),
+                         workspace=parse_size(workspace), timing_cache=timing_cache,
+                         opt_level=opt_level, hw_compat=hw_compat,
+                         version_compatible=version_compatible, sparsity=sparsity)
+    request = EngineRequest(onnx, model, weights, trust_checkpoint, fp16, int8, calib, build,
+                            data, limit, output, force)
+    with console.status("starting ...") as status:
+        result = build_engine_chain(request, on_start=lambda n: status.update(f"{n} ..."),
+                                    on_record=print_record)
+    if not result.built:
+        written = ", ".join(str(p) for p in result.written if p.suffix == ".onnx")
+        raise TensorRTMissingError(
+            f"{'wrote ' + written + '; ' if written else ''}{result.missing}; then run the "
+            "same command again (complete graphs are reused)")
+    console.print(f"[bold]engine:[/] {result.plan}", highlight=False)
 
 
-def _say(message: str) -> None:
-    err_console.print(message, highlight=False, markup=False)
+_STYLE = {"done": "green", "reused": "cyan", "skipped": "yellow"}
+
+
+def print_record(record: StageRecord) -> None:
+    """One line per stage (status, name, time, outputs), its detail dimmed below."""
+    style = _STYLE[record.status.value]
+    output = ", ".join(str(p) for p in record.outputs)
+    err_console.print(f"[{style}]{record.status.value:>7}[/] {record.name:<24} "
+                      f"{record.seconds:6.1f} s  {output}", highlight=False)
+    if record.detail:
+        err_console.print(f"        [dim]{record.detail}[/]", highlight=False, markup=True)

@@ -14,10 +14,10 @@ import typer
 
 from spartan_deploy._validate import parse_int_text, positive_int
 from spartan_deploy.errors import UsageError
+from spartan_deploy.model.config import MIN_IMG_SIZE
 from spartan_deploy.precision import Precision
 from spartan_deploy.runtime.options import Device, Runtime
 
-MIN_IMG_SIZE = 32  # the network's total stride
 MAX_IMG_SIZE = 4096  # beyond this one image's activations alone outgrow a large machine
 MAX_BATCH = 65536
 MAX_THREADS = 1024
@@ -39,7 +39,11 @@ def _checked(check: Any) -> Any:
 
 
 def _img_size(text: Any) -> int:
-    size = parse_int_text(text, "--img-size")
+    try:
+        size = parse_int_text(text, "--img-size")
+    except UsageError:
+        raise UsageError(f"--img-size {text!r} is not an integer; give a size in pixels, "
+                         f"{MIN_IMG_SIZE} or more") from None
     if size < MIN_IMG_SIZE:
         raise UsageError(f"--img-size {size} is too small; use {MIN_IMG_SIZE} or more")
     return positive_int(size, "--img-size", MAX_IMG_SIZE)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from spartan_deploy.cli.app import (
-    ForceOpt, ImgSizeOpt, JsonOpt, ModelOpt, TrustOpt, WeightsOpt, command, console)
+from spartan_deploy.cli.app import check_json_target, command, console, emit_json
+from spartan_deploy.cli.options import (
+    BatchOpt, CalibOpt, DataOpt, ForceOpt, ImgSizeOpt, JsonOpt, LimitOpt, ModelOpt, OutputOpt,
+    TrustOpt, WeightsOpt, one_batch)
 from spartan_deploy.errors import UsageError
-from spartan_deploy.model import load_model
-from spartan_deploy.prune import Method, PruneOptions, PruneResult, Sparsity, prune
+from spartan_deploy.prune.options import Method, PruneOptions, Sparsity
+
+if TYPE_CHECKING:
+    from spartan_deploy.prune.pipeline import PruneResult
 
 _SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9}
 
@@ -39,19 +41,15 @@ def prune_command(
         = Method.L1,
     finetune_epochs: Annotated[int, typer.Option(
         "--finetune-epochs", help="Recovery fine-tune epochs on --data's train split.")] = 0,
-    data: Annotated[str | None, typer.Option(
-        "--data", help="'digits' or an image folder: accuracy (test split) and fine-tune "
-                       "(train split).")] = None,
-    calib: Annotated[Path | None, typer.Option(
-        "--calib", help="Calibration images for --method taylor.")] = None,
+    data: DataOpt = None,
+    calib: CalibOpt = None,
     calib_count: Annotated[int, typer.Option(
         "--calib-count", help="Images used for Taylor scores.")] = 256,
-    eval_limit: Annotated[int | None, typer.Option(
-        "--eval-limit", help="Evaluate on a seeded subset of this many test images.")] = None,
+    limit: LimitOpt = None,
     train_limit: Annotated[int | None, typer.Option(
         "--train-limit", help="Fine-tune on a seeded subset of this many images.")] = None,
     lr: Annotated[float, typer.Option("--lr", help="Fine-tune learning rate.")] = 5e-4,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Fine-tune batch.")] = 64,
+    batch: BatchOpt = "64",
     sparsity: Annotated[Sparsity, typer.Option(
         "--sparsity", help="2:4: magnitude 2:4 masks on the convolutions that qualify.")]
         = Sparsity.NONE,
@@ -60,26 +58,33 @@ def prune_command(
                                    "Default: 16, or 32 with --sparsity 2:4.")] = None,
     img_size: ImgSizeOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for subsets and fine-tuning.")] = 0,
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Pruned checkpoint. Default: runs/<model>/model.pruned.pt")]
-        = None,
-    force: ForceOpt = False, as_json: JsonOpt = False,
+    output: OutputOpt = None,
+    force: ForceOpt = False, json_path: JsonOpt = None,
 ) -> None:
-    """Prune a SpaRTAN's inner widths (whole complex pairs and groups), optionally 2:4."""
+    """Prune a SpaRTAN's inner widths (whole complex pairs and groups), optionally 2:4.
+
+    --data gives accuracy (test split) and the fine-tune's images (train split); --calib
+    gives Taylor scores their images. Default output: runs/<model>/model.pruned.pt.
+    """
+    from spartan_deploy.model import load_model
+    from spartan_deploy.paths import run_folder
+    from spartan_deploy.prune import prune
+
     options = PruneOptions(
         ratio=ratio, target_macs=parse_macs(target_macs) if target_macs else None,
         method=method, img_size=img_size, calib=calib, calib_count=calib_count, data=data,
-        eval_limit=eval_limit, train_limit=train_limit,
-        finetune_epochs=finetune_epochs, lr=lr, batch_size=batch_size,
+        limit=limit, train_limit=train_limit,
+        finetune_epochs=finetune_epochs, lr=lr, batch_size=one_batch(batch, "prune"),
         sparsity=sparsity, channel_multiple=channel_multiple, seed=seed)
+    check_json_target(json_path, force)
     loaded = load_model(model, weights, trust_checkpoint, allow_random=True)
-    out = output or Path("runs") / loaded.name / "model.pruned.pt"
-    say = None if as_json else (lambda msg: console.print(f"[dim]{msg}[/]", highlight=False))
+    out = output or run_folder(loaded.name) / "model.pruned.pt"
+    quiet = json_path is not None and str(json_path) == "-"
+    say = None if quiet else (lambda msg: console.print(f"[dim]{msg}[/]", highlight=False))
     result = prune(loaded, options, out, force=force, progress=say)
-    if as_json:
-        console.print_json(json.dumps(result.to_dict()))
-        return
-    _print(loaded.name, result)
+    emit_json(result.to_dict(), json_path, force)
+    if not quiet:
+        _print(loaded.name, result)
 
 
 def _acc(value: float | None) -> str:

@@ -2,42 +2,42 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from spartan_deploy.cli.app import ForceOpt, JsonOpt, ModelOpt, command, console
-from spartan_deploy.quantize import QuantizeOptions, QuantizeResult, quantize_onnx
-from spartan_deploy.quantize.options import parse_method, parse_target
+from spartan_deploy.cli.app import check_json_target, command, console, emit_json
+from spartan_deploy.cli.options import (
+    CalibOpt, DataOpt, ForceOpt, JsonOpt, LimitOpt, ModelOpt, OutputOpt)
+from spartan_deploy.quantize.options import CalibMethod, QuantizeOptions, Target
+
+if TYPE_CHECKING:
+    from spartan_deploy.quantize.core import QuantizeResult
 
 
 @command("quantize")
 def quantize_command(
     onnx_path: Annotated[Path, typer.Argument(
         metavar="ONNX", help="Float ONNX written by spartan export.")],
-    calib: Annotated[Path, typer.Option(
-        "--calib", help="Folder of calibration images (any format the reader takes).")]
-        = Path("calib"),
-    target: Annotated[str, typer.Option(
+    calib: CalibOpt = None,
+    target: Annotated[Target, typer.Option(
         "--target", help="tensorrt (Model Optimizer, signed symmetric INT8) or cpu "
-                         "(ONNX Runtime CPU's fastest layout).")] = "tensorrt",
-    method: Annotated[str, typer.Option(
-        "--method", help="Activation ranges: entropy, max or percentile.")] = "entropy",
+                         "(ONNX Runtime CPU's fastest layout).")] = Target.TENSORRT,
+    method: Annotated[CalibMethod, typer.Option(
+        "--method", help="Activation ranges: entropy, max or percentile.")]
+        = CalibMethod.ENTROPY,
     exclude: Annotated[list[str] | None, typer.Option(
         "--exclude", metavar="OP_OR_NODE",
         help="Operator type or node name to keep in float (repeatable).")]
         = None,
     max_drop: Annotated[float | None, typer.Option(
-        "--max-drop", help="Accuracy budget in top-1 points (needs --data): return the most "
-                           "sensitive layers to float until INT8 is within it.")] = None,
-    data: Annotated[str | None, typer.Option(
-        "--data", help="Labelled data for top-1: 'digits' or a folder of class folders.")]
+        "--max-drop", help="Accuracy budget in top-1 points (needs labelled --data): return "
+                           "the most sensitive layers to float until INT8 is within it.")]
         = None,
-    data_limit: Annotated[int | None, typer.Option(
-        "--data-limit", help="Use a seeded subset of this many --data images.")] = None,
+    data: DataOpt = None,
+    limit: LimitOpt = None,
     calib_count: Annotated[int | None, typer.Option(
         "--calib-count", help="Calibration images to use (seeded sample). Default: all but "
                               "a held-out share kept for the report.")] = None,
@@ -53,19 +53,21 @@ def quantize_command(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Default: beside ONNX as <name>.int8.trt.onnx / .int8.cpu.onnx")]
         = None,
-    force: ForceOpt = False, as_json: JsonOpt = False,
+    force: ForceOpt = False, json_path: JsonOpt = None,
 ) -> None:
     """Quantize a float ONNX to INT8 with explicit Q/DQ for TensorRT or ONNX Runtime CPU."""
+    from spartan_deploy.quantize import quantize_onnx
+
     options = QuantizeOptions(
-        target=parse_target(target), method=parse_method(method), calib_count=calib_count,
+        target=target, method=method, calib_count=calib_count,
         seed=seed, exclude=tuple(exclude or ()), keep_fragile_float=not quantize_fragile,
-        max_drop=max_drop, data=data, data_limit=data_limit, percentile=percentile,
+        max_drop=max_drop, data=data, limit=limit, percentile=percentile,
         cache=not no_cache, data_config=_data_config(model))
+    check_json_target(json_path, force)
     result = quantize_onnx(onnx_path, calib, options, output, force=force)
-    if as_json:
-        console.print_json(json.dumps(summary(result)))
-        return
-    _print_report(result)
+    emit_json(summary(result), json_path, force)
+    if json_path is None or str(json_path) != "-":
+        _print_report(result)
 
 
 def _data_config(model: str | None):
@@ -77,23 +79,24 @@ def _data_config(model: str | None):
     return resolve_model(model).data
 
 
-def summary(result: QuantizeResult) -> dict:
+def summary(result: QuantizeResult) -> dict[str, Any]:
     manifest = result.manifest
+    calibration = manifest.details["calibration"]
     return {"output": str(result.path), "manifest": str(result.manifest_path),
             "target": result.target.value, "qdq": result.qdq,
             "quantized_nodes": len(result.quantized_nodes),
             "float_nodes": {k: len(v) for k, v in result.excluded.items()},
-            "figures": manifest["figures"], "budget": manifest["budget"],
-            "calibration": {k: v for k, v in manifest["calibration"].items() if k != "files"},
+            "figures": manifest.measurements,
+            "calibration": {k: v for k, v in calibration.items() if k != "files"},
             "seconds": round(result.seconds, 1)}
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}%"
+    return "-" if value is None else f"{value:.2%}"
 
 
 def _print_report(result: QuantizeResult) -> None:
-    calib = result.manifest["calibration"]
+    calib = result.manifest.details["calibration"]
     table = Table(title=f"INT8 ({result.target.value}) vs FP32 on ONNX Runtime CPU")
     for column in ("images", "count", "top-1 agreement", "max |logit diff|",
                    "mean |logit diff|", "top-1 FP32", "top-1 INT8"):
@@ -102,10 +105,10 @@ def _print_report(result: QuantizeResult) -> None:
     if result.data is not None:
         rows.append(("--data", result.data, result.fp32_top1, result.int8_top1))
     for label, agreement, fp32, int8 in rows:
-        if not agreement.images:
+        if agreement is None:
             table.add_row(label, "0", "-", "-", "-", "-", "-")
             continue
-        table.add_row(label, str(agreement.images), f"{agreement.top1_agreement:.2%}",
+        table.add_row(label, str(agreement.samples), f"{agreement.top1_agreement:.2%}",
                       f"{agreement.max_abs_diff:.4f}", f"{agreement.mean_abs_diff:.4f}",
                       _pct(fp32), _pct(int8))
     console.print(table)

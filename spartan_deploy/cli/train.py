@@ -4,27 +4,32 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from spartan_deploy.cli.app import (
-    ForceOpt, ImgSizeOpt, ModelOpt, TrustOpt, WeightsOpt, command, console)
-from spartan_deploy.train import Augment, RichProgress, TrainOptions, TrainResult, train
+from spartan_deploy.cli.app import command, console
+from spartan_deploy.cli.options import (
+    BatchOpt, ForceOpt, ImgSizeOpt, LimitOpt, ModelOpt, ThreadsOpt, TrustOpt, WeightsOpt,
+    one_batch)
+from spartan_deploy.train.options import Augment, TrainOptions
+
+if TYPE_CHECKING:
+    from spartan_deploy.train.options import TrainResult
 
 
 @command("train")
 def train_command(
     data: Annotated[str, typer.Option(
-        "--data", "-d", help="'digits' (built in) or a folder with train/ and val/ (or test/) "
-                             "sub-folders, each holding one sub-folder per class.")],
+        "--data", help="'digits' (built in) or a folder with train/ and val/ (or test/) "
+                       "sub-folders, each holding one sub-folder per class.")],
     output: Annotated[Path, typer.Option(
         "--output", "-o", help="Checkpoint to write (.pt); refused if it exists unless "
                                "--force.")],
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 30,
-    batch: Annotated[int, typer.Option("--batch", help="Batch size.")] = 128,
+    batch: BatchOpt = "128",
     lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")] = 2e-3,
     warmup_epochs: Annotated[float, typer.Option(
         "--warmup-epochs", help="Linear warm-up length in epochs (0 or more, fractions "
@@ -37,11 +42,8 @@ def train_command(
     img_size: ImgSizeOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Seeds init, data order, augmentation.")]
     = 0,
-    limit: Annotated[int | None, typer.Option(
-        "--limit", help="Train on a seeded subset of this many images.")] = None,
-    threads: Annotated[int | None, typer.Option(
-        "--threads", help="PyTorch threads (results are reproducible per thread count).")]
-    = None,
+    limit: LimitOpt = None,
+    threads: ThreadsOpt = None,
     val_fraction: Annotated[float, typer.Option(
         "--val-fraction", help="Share of the training split held out (seeded) to choose "
                                "the best epoch on; the test split is scored once.")] = 0.1,
@@ -53,7 +55,10 @@ def train_command(
     The epoch is chosen on a seeded share of the training split (--val-fraction); the test
     split is scored once, for the chosen epoch, and reported.
     """
-    options = TrainOptions(epochs=epochs, batch_size=batch, lr=lr, warmup_epochs=warmup_epochs,
+    from spartan_deploy.train import RichProgress, train
+
+    options = TrainOptions(epochs=epochs, batch_size=one_batch(batch, "train"), lr=lr,
+                           warmup_epochs=warmup_epochs,
                            label_smoothing=label_smoothing, augment=augment, img_size=img_size,
                            seed=seed, limit=limit, threads=threads,
                            val_fraction=val_fraction)

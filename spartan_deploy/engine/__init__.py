@@ -9,16 +9,16 @@ Names are imported on first use (see :mod:`spartan_deploy._lazy`).
 from spartan_deploy._lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
-    "BUDGET_POINTS": "build", "EngineOptions": "build", "EngineResult": "build",
-    "Outputs": "build", "build_engine": "build", "plan_outputs": "build",
+    "EngineResult": "build", "build_engine": "build", "default_plan_path": "build",
+    "BUDGET_POINTS": "precision_graph", "GraphResult": "precision_graph",
+    "default_graph_path": "precision_graph", "make_precision_graph": "precision_graph",
     "RuntimeInfo": "compat", "check_compatible": "compat", "compatibility": "compat",
     "gpu_problem": "compat", "tensorrt_problem": "compat",
     "FragilePart": "graph", "find_parts": "graph",
     "BatchProfile": "options", "BuildOptions": "options", "HardwareCompat": "options",
-    "Precision": "options", "parse_size": "options", "precision_from_flags": "options",
+    "parse_size": "options",
     "Conversion": "precision", "DEFAULT_KEEP_FP32": "precision",
     "PrecisionOptions": "precision", "convert_to_fp16": "precision",
     "node_precisions": "precision",
-    "resolve_source": "source",
     "EngineBuildError": "trt", "import_tensorrt": "trt",
 })

@@ -8,6 +8,8 @@ Three numbers per graph, because they answer different questions:
   far it is from the emulation: the CPU provider upcasts most FP16 nodes to FP32 and drops
   FP16 round trips, so it flatters an FP16 graph.
 - the FP32 source, run the same way, as the reference.
+
+Runs and figures come from the evaluation layer (runner + ``logits_over`` + ``compare``).
 """
 
 from __future__ import annotations
@@ -19,21 +21,15 @@ import numpy as np
 import onnx
 
 from spartan_deploy.engine.emulate import emulate_fp16
-from spartan_deploy.errors import UsageError
+from spartan_deploy.evaluation import EvalData, compare, logits_over, top1
+from spartan_deploy.runtime.onnxruntime_runner import OnnxRuntimeRunner
+from spartan_deploy.runtime.options import Device, RunnerOptions
+from spartan_deploy.runtime.ort_session import GraphOptimization
 
 EVAL_BATCH = 64
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalData:
-    """Images (float32 NCHW) and labels (or None) to measure on, and where they came from."""
-
-    images: np.ndarray
-    labels: np.ndarray | None
-    source: dict[str, Any]
-
-    def __len__(self) -> int:
-        return len(self.images)
+_AS_WRITTEN = RunnerOptions(device=Device.CPU, ort_spinning=False,
+                            optimization=GraphOptimization.NONE)
+_OPTIMISED = RunnerOptions(device=Device.CPU, ort_spinning=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +46,8 @@ class GraphAccuracy:
     max_logit_diff: float
     mean_logit_diff: float
     max_logit_diff_onnxruntime_cpu: float
+    cosine: float
+    sqnr_db: float
     nonfinite_images: int = 0  # images whose emulated logits hold inf/nan (FP16 overflow)
 
     @property
@@ -60,72 +58,39 @@ class GraphAccuracy:
         return 100.0 * (1.0 - self.agreement_top1)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = {k: v if not isinstance(v, float) or np.isfinite(v) else str(v)
+                for k, v in dataclasses.asdict(self).items()}
         data["drop_points"] = round(self.drop_points, 4)
         return data
 
 
-def load_eval_data(source: str, data_config: Any, limit: int | None = None) -> EvalData:
-    """Materialise a dataset (``digits`` or a folder; test split) as arrays."""
-    from spartan_deploy.data import open_dataset
-
-    dataset = open_dataset(source, data_config, split="test", limit=limit)
-    images, labels = [], []
-    for batch, batch_labels in dataset.batches(EVAL_BATCH):
-        images.append(batch)
-        if batch_labels is not None:
-            labels.append(batch_labels)
-    if not images:
-        raise UsageError(f"evaluation data {source!r} holds no readable images; "
-                         "give another --eval-data")
-    return EvalData(np.concatenate(images), np.concatenate(labels) if labels else None,
-                    {"source": str(source), "split": "test", "limit": limit,
-                     "count": sum(len(b) for b in images)})
-
-
-def session(model: onnx.ModelProto | bytes, optimize: bool = True) -> Any:
-    """A CPU ONNX Runtime session; ``optimize=False`` keeps every node as written."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    payload = model if isinstance(model, bytes) else model.SerializeToString()
-    return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
-
-
-def run_logits(sess: Any, images: np.ndarray, batch: int = EVAL_BATCH) -> np.ndarray:
-    name = sess.get_inputs()[0].name
-    outputs = [sess.run(None, {name: images[i:i + batch]})[0]
-               for i in range(0, len(images), batch)]
-    return np.concatenate(outputs).astype(np.float32)
+def graph_logits(model: onnx.ModelProto, data: EvalData | np.ndarray,
+                 as_written: bool = True) -> np.ndarray:
+    """Logits of a graph on ONNX Runtime CPU, every node as written or optimised."""
+    runner = OnnxRuntimeRunner(model, _AS_WRITTEN if as_written else _OPTIMISED)
+    return logits_over(runner, data, EVAL_BATCH)
 
 
 def reference_logits(fp32_model: onnx.ModelProto, data: EvalData) -> np.ndarray:
-    return run_logits(session(fp32_model, optimize=False), data.images)
+    return graph_logits(fp32_model, data)
 
 
 def measure(graph: onnx.ModelProto, data: EvalData, reference: np.ndarray) -> GraphAccuracy:
     """Emulated and ONNX Runtime CPU figures of ``graph`` against FP32 ``reference`` logits."""
-    emulated = run_logits(session(emulate_fp16(graph), optimize=False), data.images)
-    native = run_logits(session(graph), data.images)
+    emulated = graph_logits(emulate_fp16(graph), data)
+    native = graph_logits(graph, data, as_written=False)
+    figures, plain = compare(reference, emulated), compare(reference, native)
+    labels = data.labels
 
-    def top1(logits: np.ndarray) -> float | None:
-        if data.labels is None:
-            return None
-        return float(np.mean(logits.argmax(1) == data.labels))
+    def accuracy(logits: np.ndarray) -> float | None:
+        return None if labels is None else top1(logits, labels)
 
-    ref_pred = reference.argmax(1)
-    # An FP16 overflow that reaches the logits shows as inf/nan: counted, and the difference
-    # figures see it as a huge error rather than hiding it.
-    nonfinite = int((~np.isfinite(emulated)).any(axis=1).sum())
-    diff = np.abs(np.nan_to_num(emulated, nan=np.inf) - reference)
     return GraphAccuracy(
-        count=len(data), labelled=data.labels is not None,
-        top1_fp32=top1(reference), top1=top1(emulated), top1_onnxruntime_cpu=top1(native),
-        agreement_top1=float(np.mean(emulated.argmax(1) == ref_pred)),
-        agreement_top1_onnxruntime_cpu=float(np.mean(native.argmax(1) == ref_pred)),
-        max_logit_diff=float(diff.max()), mean_logit_diff=float(diff.mean()),
-        max_logit_diff_onnxruntime_cpu=float(np.abs(native - reference).max()),
-        nonfinite_images=nonfinite)
+        count=len(data), labelled=labels is not None,
+        top1_fp32=accuracy(reference), top1=accuracy(emulated),
+        top1_onnxruntime_cpu=accuracy(native),
+        agreement_top1=figures.top1_agreement or 0.0,
+        agreement_top1_onnxruntime_cpu=plain.top1_agreement or 0.0,
+        max_logit_diff=figures.max_abs_diff, mean_logit_diff=figures.mean_abs_diff,
+        max_logit_diff_onnxruntime_cpu=plain.max_abs_diff, cosine=figures.cosine,
+        sqnr_db=figures.sqnr_db, nonfinite_images=figures.nonfinite_rows)

@@ -8,20 +8,15 @@ measurements, which of them stay FP32.
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import enum
 from collections.abc import Iterable
 
-import numpy as np
 import onnx
-from onnx import numpy_helper
+
+from spartan_deploy.onnx_graph import MAX_CHAIN, GraphIndex
 
 # Native normalisation operators: each one is a whole "norm statistics" part by itself.
-QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 _NATIVE_NORMS = frozenset({"LayerNormalization", "GroupNormalization", "InstanceNormalization"})
-# How far (in nodes) the walks below look before giving up: the patterns are short chains.
-_MAX_CHAIN = 8
 
 
 class FragilePart(str, enum.Enum):
@@ -33,105 +28,23 @@ class FragilePart(str, enum.Enum):
     SE_GATE = "se-gate"  # squeeze-excitation gates: spatial mean -> 1x1 convs -> sigmoid
 
 
-@dataclasses.dataclass(frozen=True)
-class GraphIndex:
-    """Producer/consumer maps of one ONNX graph (node names must be unique and non-empty)."""
-
-    nodes: dict[str, onnx.NodeProto]
-    producer: dict[str, str]  # tensor -> node name
-    consumers: dict[str, list[str]]  # tensor -> node names
-    constants: dict[str, np.ndarray]  # initializers and Constant-node outputs
-
-    @classmethod
-    def of(cls, model: onnx.ModelProto) -> GraphIndex:
-        nodes = {n.name: n for n in model.graph.node}
-        producer: dict[str, str] = {}
-        consumers: dict[str, list[str]] = collections.defaultdict(list)
-        constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-        for node in model.graph.node:
-            for out in node.output:
-                producer[out] = node.name
-            for inp in node.input:
-                if inp:
-                    consumers[inp].append(node.name)
-            if node.op_type == "Constant":
-                for attr in node.attribute:
-                    if attr.name == "value":
-                        constants[node.output[0]] = numpy_helper.to_array(attr.t)
-        return cls(nodes, producer, dict(consumers), constants)
-
-    def next_nodes(self, name: str) -> list[str]:
-        """Consumers of a node's outputs, looking through Q/DQ pairs (they change no op)."""
-        found: list[str] = []
-        for out in self.nodes[name].output:
-            for consumer in self.consumers.get(out, []):
-                if self.nodes[consumer].op_type in QDQ_OPS:
-                    found.extend(self.next_nodes(consumer))
-                else:
-                    found.append(consumer)
-        return found
-
-    def prev_nodes(self, name: str) -> list[str]:
-        """Producers of a node's non-constant inputs, looking through Q/DQ pairs."""
-        found: list[str] = []
-        for inp in self.nodes[name].input:
-            producer = self.producer.get(inp)
-            if producer is None or self.nodes[producer].op_type == "Constant":
-                continue
-            if self.nodes[producer].op_type in QDQ_OPS:
-                found.extend(self.prev_nodes(producer)[:1])  # the data input, not the scale
-            else:
-                found.append(producer)
-        return found
-
-    def descendants(self, start: str, limit: int = _MAX_CHAIN) -> set[str]:
-        """Nodes reachable from ``start`` within ``limit`` steps (start excluded)."""
-        return self._walk(start, self.next_nodes, limit)
-
-    def ancestors(self, start: str, limit: int = _MAX_CHAIN) -> set[str]:
-        return self._walk(start, self.prev_nodes, limit)
-
-    @staticmethod
-    def _walk(start: str, step, limit: int) -> set[str]:
-        seen: set[str] = set()
-        frontier = [start]
-        for _ in range(limit):
-            frontier = [n for name in frontier for n in step(name) if n not in seen]
-            seen.update(frontier)
-            if not frontier:
-                break
-        return seen
-
-
-def ensure_node_names(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Give every unnamed node a unique name (AutoCast and this module address nodes by name)."""
-    used = {n.name for n in model.graph.node if n.name}
-    for i, node in enumerate(model.graph.node):
-        if not node.name or node.name not in used:
-            name = node.name or f"{node.op_type}_{i}"
-            while name in used:
-                name = f"{name}_{i}"
-            node.name = name
-            used.add(name)
-    return model
-
-
 def reduce_axes(index: GraphIndex, node: onnx.NodeProto, rank: int = 4) -> frozenset[int] | None:
     """Normalised axes of a ReduceMean (attribute before opset 18, input from 18 on)."""
     axes: Iterable[int] | None = None
     for attr in node.attribute:
         if attr.name == "axes":
             axes = list(attr.ints)
-    if axes is None and len(node.input) > 1 and node.input[1] in index.constants:
-        axes = index.constants[node.input[1]].reshape(-1).tolist()
+    if axes is None and len(node.input) > 1:
+        value = index.constant(node.input[1])
+        axes = value.reshape(-1).tolist() if value is not None else None
     if axes is None:
         return None
     return frozenset(int(a) % rank for a in axes)
 
 
 def find_parts(model: onnx.ModelProto) -> dict[FragilePart, list[str]]:
-    """Node names of every candidate part, in graph order."""
-    index = GraphIndex.of(model)
+    """Node names of every candidate part, in graph order (nodes must be named)."""
+    index = GraphIndex(model)
     order = {n.name: i for i, n in enumerate(model.graph.node)}
     found = {
         FragilePart.NORM: _norm_nodes(index),
@@ -142,47 +55,46 @@ def find_parts(model: onnx.ModelProto) -> dict[FragilePart, list[str]]:
     return {part: sorted(names, key=order.__getitem__) for part, names in found.items()}
 
 
-def _between(index: GraphIndex, first: str, last: str) -> set[str]:
-    """``first``, ``last`` and every node on a path from one to the other."""
-    return (index.descendants(first) & index.ancestors(last)) | {first, last}
+def _between(index: GraphIndex, first: onnx.NodeProto, last: onnx.NodeProto) -> set[str]:
+    """``first``, ``last`` and every node on a path from one to the other (names)."""
+    return (index.descendants(first) & index.ancestors(last)) | {first.name, last.name}
 
 
 def _norm_nodes(index: GraphIndex) -> set[str]:
     """Mean/variance over (C, H, W) down to the normalised output, or a native norm op."""
     names: set[str] = set()
-    for name, node in index.nodes.items():
+    for node in index.nodes:
         if node.op_type in _NATIVE_NORMS:
-            names.add(name)
+            names.add(node.name)
         elif node.op_type == "ReduceMean" and reduce_axes(index, node) == {1, 2, 3}:
-            end = _normalised_output(index, name)
+            end = _normalised_output(index, node)
             if end is not None:
-                names |= _between(index, name, end)
+                names |= _between(index, node, end)
     return names
 
 
-def _normalised_output(index: GraphIndex, mean_node: str) -> str | None:
+def _normalised_output(index: GraphIndex, mean: onnx.NodeProto) -> onnx.NodeProto | None:
     """The node that scales the centred input by the inverse standard deviation.
 
     From the first ReduceMean (the mean) the variance ReduceMean is downstream; from there a
     short single-consumer chain (add eps, sqrt, reciprocal) ends in the node that also takes
     the centred input. Returns None when the pattern is not there (e.g. the variance mean).
     """
-    sources = index.prev_nodes(mean_node)
-    siblings = index.next_nodes(sources[0]) if sources else \
-        index.consumers.get(index.nodes[mean_node].input[0], [])
-    centred = {c for c in siblings if index.nodes[c].op_type == "Sub"}
-    variance = [d for d in index.descendants(mean_node, 3)
-                if index.nodes[d].op_type == "ReduceMean"
-                and reduce_axes(index, index.nodes[d]) == {1, 2, 3}]
+    sources = index.prev_nodes(mean)
+    siblings = index.next_nodes(sources[0]) if sources else index.consumers.get(mean.input[0], [])
+    centred = {c.name for c in siblings if c.op_type == "Sub"}
+    variance = [index.by_name[d] for d in index.descendants(mean, 3)
+                if index.by_name[d].op_type == "ReduceMean"
+                and reduce_axes(index, index.by_name[d]) == {1, 2, 3}]
     if not centred or not variance:
         return None
     current = variance[0]
-    for _ in range(_MAX_CHAIN):
+    for _ in range(MAX_CHAIN):
         following = index.next_nodes(current)
         if len(following) != 1:
             return None
         current = following[0]
-        if centred & set(index.prev_nodes(current)):
+        if centred & {p.name for p in index.prev_nodes(current)}:
             return current
     return None
 
@@ -193,22 +105,22 @@ def _argmax_nodes(index: GraphIndex) -> set[str]:
     Keeping the affine with the ArgMax lets an FP32 norm hand the argmax exact FP32 values.
     """
     names: set[str] = set()
-    for name, node in index.nodes.items():
+    for node in index.nodes:
         if node.op_type != "ArgMax":
             continue
-        names.add(name)
-        current = name
+        names.add(node.name)
+        current = node
         for _ in range(2):
             before = index.prev_nodes(current)
-            if not before or not _is_constant_affine(index, index.nodes[before[0]]):
+            if not before or not _is_constant_affine(index, before[0]):
                 break
             current = before[0]
-            names.add(current)
+            names.add(current.name)
     return names
 
 
 def _is_constant_affine(index: GraphIndex, node: onnx.NodeProto) -> bool:
-    return node.op_type in ("Mul", "Add") and any(i in index.constants for i in node.input)
+    return node.op_type in ("Mul", "Add") and any(index.is_constant(i) for i in node.input)
 
 
 def _modulation_nodes(index: GraphIndex) -> set[str]:
@@ -218,24 +130,25 @@ def _modulation_nodes(index: GraphIndex) -> set[str]:
     grouped 1x1); an unfused export has Reshape/Slice arithmetic in between.
     """
     names: set[str] = set()
-    for name, node in index.nodes.items():
+    for node in index.nodes:
         if node.op_type != "Add" or not any(
-                index.nodes[p].op_type == "GatherElements" for p in index.prev_nodes(name)):
+                p.op_type == "GatherElements" for p in index.prev_nodes(node)):
             continue
-        first = _nearest(index, name, "Conv")
+        first = _nearest(index, node, "Conv")
         if first is not None:
-            names |= _between(index, name, first) - {name}
+            names |= _between(index, node, first) - {node.name}
     return names
 
 
-def _nearest(index: GraphIndex, start: str, op_type: str) -> str | None:
+def _nearest(index: GraphIndex, start: onnx.NodeProto, op_type: str) -> onnx.NodeProto | None:
     """The closest node of ``op_type`` downstream of ``start`` (breadth first)."""
     seen: set[str] = set()
     frontier = [start]
-    for _ in range(_MAX_CHAIN):
-        frontier = [n for name in frontier for n in index.next_nodes(name) if n not in seen]
-        seen.update(frontier)
-        hits = sorted(n for n in frontier if index.nodes[n].op_type == op_type)
+    for _ in range(MAX_CHAIN):
+        frontier = [n for node in frontier for n in index.next_nodes(node)
+                    if n.name not in seen]
+        seen.update(n.name for n in frontier)
+        hits = sorted((n for n in frontier if n.op_type == op_type), key=lambda n: n.name)
         if hits:
             return hits[0]
     return None
@@ -244,13 +157,13 @@ def _nearest(index: GraphIndex, start: str, op_type: str) -> str | None:
 def _se_gate_nodes(index: GraphIndex) -> set[str]:
     """Spatial mean (axes H, W) through the squeeze/expand convs to the Sigmoid."""
     names: set[str] = set()
-    for name, node in index.nodes.items():
+    for node in index.nodes:
         if node.op_type != "Sigmoid":
             continue
-        for ancestor in index.ancestors(name, 4):
-            start = index.nodes[ancestor]
+        for ancestor in index.ancestors(node, 4):
+            start = index.by_name[ancestor]
             pooled = (start.op_type == "GlobalAveragePool" or (
                 start.op_type == "ReduceMean" and reduce_axes(index, start) == {2, 3}))
             if pooled:
-                names |= _between(index, ancestor, name)
+                names |= _between(index, start, node)
     return names

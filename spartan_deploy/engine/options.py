@@ -12,27 +12,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from spartan_deploy._validate import positive_int
 from spartan_deploy.errors import UsageError
+from spartan_deploy.precision import Precision  # noqa: F401  (re-exported for trt.py)
 
 MAX_OPT_LEVEL = 5
 DEFAULT_WORKSPACE = 4 << 30
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
-
-
-class Precision(str, enum.Enum):
-    """What the engine computes in; the graph carries it (strong typing)."""
-
-    FP32 = "fp32"
-    FP16 = "fp16"
-    INT8 = "int8"  # Q/DQ graph, the rest FP32
-    INT8_FP16 = "int8+fp16"  # Q/DQ graph, the rest FP16
-
-    @property
-    def file_tag(self) -> str:
-        """Infix of artefact names: model.<tag>.onnx / model.<tag>.plan."""
-        return {"fp32": "fp32", "fp16": "fp16", "int8": "int8.trt",
-                "int8+fp16": "int8.fp16"}[self.value]
 
 
 class HardwareCompat(str, enum.Enum):
@@ -52,9 +39,7 @@ class BatchProfile:
 
     def __post_init__(self) -> None:
         for name in ("min", "opt", "max"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UsageError(f"--{name}-batch {value!r} must be a positive integer")
+            positive_int(getattr(self, name), f"--{name}-batch")
         if not self.min <= self.opt <= self.max:
             raise UsageError(f"batch profile needs min <= opt <= max, got --min-batch "
                              f"{self.min} --opt-batch {self.opt} --max-batch {self.max}")
@@ -129,21 +114,3 @@ def check_timing_cache(path: Path) -> Path:
         raise UsageError(f"--timing-cache folder {str(parent)!r} does not exist; create it "
                          "first")
     return path
-
-
-def precision_from_flags(fp16: bool, int8: bool, calib: Path | None,
-                         source_has_qdq: bool) -> Precision:
-    """The precision that ``--fp16`` / ``--int8 --calib`` ask for, given the source graph."""
-    if calib is not None and not int8:
-        raise UsageError("--calib is only used with --int8; add --int8 or drop --calib")
-    if int8 and calib is None:
-        raise UsageError("--int8 needs calibration images: add --calib DIR (e.g. --calib "
-                         "calib/)")
-    if int8 and source_has_qdq:
-        raise UsageError("the source ONNX is already quantized (it has Q/DQ nodes); drop "
-                         "--int8 --calib, and add --fp16 to convert the rest to FP16")
-    if int8:
-        return Precision.INT8_FP16
-    if source_has_qdq:
-        return Precision.INT8_FP16 if fp16 else Precision.INT8
-    return Precision.FP16 if fp16 else Precision.FP32

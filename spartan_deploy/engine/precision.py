@@ -23,12 +23,11 @@ import numpy as np
 import onnx
 
 from spartan_deploy._io import quiet_logger
-from spartan_deploy.engine.evaluate import EvalData, GraphAccuracy, measure, reference_logits
-from spartan_deploy.engine.graph import FragilePart, ensure_node_names, find_parts
+from spartan_deploy.engine.graph import FragilePart, find_parts
 from spartan_deploy.errors import MissingDependencyError, QuantizationError
+from spartan_deploy.onnx_graph import QDQ_OPS, default_opset, ensure_node_names, has_qdq
 
 F16, F32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
-QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 # Q/DQ with FP16 scales needs opset 19; TensorRT 10.0's parser reads up to opset 20.
 QDQ_FP16_OPSET = 19
 # Measured on the bundled digits model (benchmarks/results/engine.md): keeping the one-group
@@ -59,10 +58,6 @@ class Conversion:
     model: onnx.ModelProto
     fp32_nodes: dict[str, Any]
     seconds: float
-
-
-def has_qdq(model: onnx.ModelProto) -> bool:
-    return any(n.op_type in QDQ_OPS for n in model.graph.node)
 
 
 def convert_to_fp16(model: onnx.ModelProto, options: PrecisionOptions = PrecisionOptions(),
@@ -102,8 +97,7 @@ def _prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     AutoCast, so the node names found by :func:`find_parts` are the ones AutoCast sees)."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
-    opset = next((o.version for o in copy.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if has_qdq(copy) and opset < QDQ_FP16_OPSET:
+    if has_qdq(copy) and (default_opset(copy) or 0) < QDQ_FP16_OPSET:
         copy = onnx.version_converter.convert_version(copy, QDQ_FP16_OPSET)
     return ensure_node_names(copy)
 
@@ -183,11 +177,3 @@ def summarize(source: onnx.ModelProto, converted: onnx.ModelProto,
         "outside_parts": [n for n in fp32 if n not in in_parts],
         "nodes": fp32,
     }
-
-
-def measure_accuracy(graph: onnx.ModelProto, fp32_model: onnx.ModelProto, data: EvalData,
-                     reference: np.ndarray | None = None) -> GraphAccuracy:
-    """Accuracy of ``graph`` against ``fp32_model`` on ``data`` (reference logits reusable)."""
-    if reference is None:
-        reference = reference_logits(fp32_model, data)
-    return measure(graph, data, reference)

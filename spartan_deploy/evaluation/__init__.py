@@ -12,5 +12,5 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "Comparer": "comparison", "Comparison": "comparison", "compare": "comparison", "top1": "comparison",
     "topk_hits": "comparison",
     "BatchSource": "logits", "EvalData": "logits", "load_eval_data": "logits",
-    "logits_over": "logits",
+    "logits_over": "logits", "NO_DATA": "logits", "resolve_data": "logits",
 })

@@ -38,7 +38,7 @@ class Comparison:
     nonfinite_rows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: _json_number(v) for k, v in dataclasses.asdict(self).items()}
+        return {k: json_number(v) for k, v in dataclasses.asdict(self).items()}
 
     def describe(self) -> str:
         """One line for logs and CLI output."""
@@ -128,7 +128,7 @@ def _sqnr(signal: float, noise: float) -> float:
     return 10.0 * math.log10(signal / noise)
 
 
-def _json_number(value: Any) -> Any:
+def json_number(value: Any) -> Any:
     """inf/NaN are not JSON: written as strings so a report stays valid JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)

@@ -105,3 +105,18 @@ def logits_over(runner: Runner, data: np.ndarray | BatchSource,
     if not outputs:
         raise DataError("no image to run the model on")
     return np.concatenate(outputs)
+
+
+NO_DATA = "none"
+
+
+def resolve_data(data: str | None, data_config: DataConfig | None) -> str | None:
+    """``--data``: the name or folder given; ``none`` for no data; unset: the data the
+    model records (``digits`` for a model preprocessed as the digits are), else none."""
+    if data is not None:
+        return None if data.strip().lower() == NO_DATA else data
+    from spartan_deploy.data import DIGITS_DATA_CONFIG, DIGITS_NAME
+
+    if data_config is not None and data_config.to_dict() == DIGITS_DATA_CONFIG.to_dict():
+        return DIGITS_NAME
+    return None

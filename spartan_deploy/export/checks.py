@@ -4,8 +4,9 @@
 - TensorRT: every operator is on the list the TensorRT ONNX parser supports (package data
   stating the TensorRT version it describes), with the attribute forms this project relies
   on (ArgMax select_last_index=0, GatherElements on a static channel axis, constant axes);
-- policy: no Transpose anywhere, no complex or double tensors;
-- parity: ONNX Runtime (CPU) logits against a reference on the same batch.
+- policy: no Transpose anywhere, no complex or double tensors.
+
+Parity (ONNX Runtime against PyTorch) is measured by the evaluation layer's ``compare``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import json
 from importlib import resources
 from typing import Any
 
-import numpy as np
 import onnx
 
-from spartan_deploy.errors import ExportError, ParityError
+from spartan_deploy.errors import ExportError
+from spartan_deploy.onnx_graph import default_opset
 
 # Transpose is parseable by TensorRT, but the export form exists so that none is needed;
 # one appearing means the real-valued rewrite regressed.
@@ -83,7 +84,7 @@ def check_structure(model: onnx.ModelProto) -> onnx.ModelProto:
 def check_tensorrt_ops(model: onnx.ModelProto) -> None:
     """Fail on any operator (or form of one) the TensorRT ONNX parser does not accept."""
     ops = tensorrt_ops()
-    opset = _default_opset(model)
+    opset = default_opset(model) or 0
     if not ops.opset_min <= opset <= ops.opset_max:
         raise ExportError(f"opset {opset} is outside the range TensorRT {ops.tensorrt_version} "
                           f"parses ({ops.opset_min}-{ops.opset_max})")
@@ -135,57 +136,3 @@ def check_dtypes(model: onnx.ModelProto) -> None:
                 raise ExportError(f"constant {node.name!r} is {_BAD_DTYPES[attr.t.data_type]}")
 
 
-def _default_opset(model: onnx.ModelProto) -> int:
-    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-
-
-@dataclasses.dataclass(frozen=True)
-class Parity:
-    """Agreement of two sets of logits on the same inputs."""
-
-    max_abs_diff: float
-    mean_abs_diff: float
-    top1_agreement: float
-    samples: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def compare_logits(test: np.ndarray, reference: np.ndarray) -> Parity:
-    """Max/mean absolute difference and top-1 agreement (NaN counts as total mismatch)."""
-    if test.shape != reference.shape:
-        raise ParityError(f"logit shapes differ: {list(test.shape)} vs {list(reference.shape)}")
-    diff = np.abs(test.astype(np.float64) - reference.astype(np.float64))
-    if not np.isfinite(diff).all():
-        return Parity(float("inf"), float("inf"), 0.0, int(test.shape[0]))
-    top1 = float(np.mean(test.argmax(axis=1) == reference.argmax(axis=1)))
-    return Parity(float(diff.max()), float(diff.mean()), top1, int(test.shape[0]))
-
-
-def merge_parity(results: list[Parity]) -> Parity:
-    """One figure over several batches (sample-weighted means)."""
-    total = sum(r.samples for r in results)
-    return Parity(max(r.max_abs_diff for r in results),
-                  sum(r.mean_abs_diff * r.samples for r in results) / total,
-                  sum(r.top1_agreement * r.samples for r in results) / total, total)
-
-
-def ort_session(model: onnx.ModelProto | bytes | str, threads: int | None = None):
-    """A CPU ONNX Runtime session with full graph optimisation (what users will run)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    # One-off checks gain nothing from spinning worker threads, and on a busy machine
-    # spinning threads fight the other processes for the cores.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        options.intra_op_num_threads = threads
-    payload = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    try:
-        return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # ORT raises its own exception types (Fail, InvalidGraph...)
-        first = str(err).strip().splitlines()[0][:200]
-        raise ExportError(f"ONNX Runtime cannot load the exported graph: {first}") from None

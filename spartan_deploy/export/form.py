@@ -28,20 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from spartan_deploy.errors import ExportError
+from spartan_deploy.export.options import DEFAULT_PAIR_MODE, PairMode
 from spartan_deploy.model.spartan import (
     Block, CMixer, ConvNormAct, SMixer, SpaRTAN, SqueezeExcite)
 
 # Below this |1 + gamma| the feature-decomposition factor is not folded into proj_in
 # (dividing by it would lose precision); the block keeps the explicit form instead.
 _MIN_FOLD_FACTOR = 0.05
-
-
-class PairMode(str, enum.Enum):
-    """Where the wave mixer's per-pair 2x2 map goes."""
-
-    AUTO = "auto"  # fold where the 3x3 conv's groups already hold whole pairs, else conv1x1
-    FOLD = "fold"  # always into the following 3x3 conv (regrouped into whole pairs)
-    CONV1X1 = "conv1x1"  # always a separate grouped 1x1 conv
 
 
 def _fold_bn(conv: nn.Conv2d, norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -295,7 +288,6 @@ class ExportSpaRTAN(nn.Module):
         return self.linear(x.mean(dim=(2, 3)))
 
 
-DEFAULT_PAIR_MODE = PairMode.AUTO
 
 
 @torch.no_grad()

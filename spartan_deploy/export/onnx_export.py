@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import enum
-import hashlib
 import io
 import time
 import warnings
@@ -23,53 +21,19 @@ import numpy as np
 import onnx
 import torch
 
-from spartan_deploy._io import (
-    atomic_path, check_output_path, library_versions, machine_info, manifest_path, quiet_logger,
-    write_json)
+from spartan_deploy._io import check_output_path, quiet_logger
 from spartan_deploy.errors import ExportError, ParityError, UsageError
+from spartan_deploy.evaluation import Comparer, Comparison
 from spartan_deploy.export import checks
-from spartan_deploy.export.form import DEFAULT_PAIR_MODE, PairMode, to_export_form
-from spartan_deploy.model import MIN_IMG_SIZE, LoadedModel
+from spartan_deploy.export.form import to_export_form
+from spartan_deploy.export.options import ExportOptions, Exporter, validate_options
+from spartan_deploy.manifest import (
+    ArtefactKind, Manifest, manifest_path, parent_of, save_artefact)
+from spartan_deploy.model import LoadedModel
+from spartan_deploy.precision import Precision
+from spartan_deploy.runtime.ort_session import SessionSpec, first_line, open_session
 
 INPUT_NAME, OUTPUT_NAME, BATCH_AXIS = "input", "logits", "batch"
-# Opsets that ONNX Runtime and the TensorRT 10.x/11 parsers all read (TensorRT 10.0 stops
-# at 20); 17 is the first with LayerNormalization and what the TorchScript exporter emits
-# without any version conversion.
-SUPPORTED_OPSETS = (17, 18, 19, 20)
-DEFAULT_OPSET = 17
-
-
-class ExportFormat(str, enum.Enum):
-    """Export formats (``spartan export --fmt``)."""
-
-    ONNX = "onnx"
-
-
-class Exporter(str, enum.Enum):
-    """Which torch.onnx exporter traces the export form."""
-
-    TORCHSCRIPT = "torchscript"  # torch.onnx.export(dynamo=False)
-    DYNAMO = "dynamo"  # torch.export + onnxscript; emits opset >= 18
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportOptions:
-    """How to export. ``batch=None`` means a dynamic batch axis named ``batch``."""
-
-    fmt: ExportFormat = ExportFormat.ONNX
-    img_size: int | None = None  # None: the model's data config
-    batch: int | None = None
-    opset: int = DEFAULT_OPSET
-    atol: float = 1e-4
-    exporter: Exporter = Exporter.TORCHSCRIPT
-    pair_mode: PairMode = DEFAULT_PAIR_MODE
-    simplify: bool = True
-    parity_batch: int = 2  # samples in the seeded parity batch (dynamic batch only)
-    seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v.value if isinstance(v, enum.Enum) else v
-                for k, v in dataclasses.asdict(self).items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,46 +42,12 @@ class ExportResult:
 
     path: Path
     manifest_path: Path
-    parity: checks.Parity
+    parity: Comparison
     opset: int
     simplified: bool
     operators: dict[str, int]
     seconds: float
-    manifest: dict[str, Any]
-
-
-def validate_options(options: ExportOptions) -> ExportOptions:
-    """Reject bad option values up front (one line naming the value and what to use);
-    returns the options with plain strings turned into their enums."""
-    options = dataclasses.replace(
-        options, fmt=_enum(ExportFormat, options.fmt, "--fmt"),
-        exporter=_enum(Exporter, options.exporter, "--exporter"),
-        pair_mode=_enum(PairMode, options.pair_mode, "--pair-mode"))
-    if options.opset not in SUPPORTED_OPSETS:
-        raise UsageError(f"--opset {options.opset} is not supported; use one of "
-                         f"{', '.join(map(str, SUPPORTED_OPSETS))} (read by ONNX Runtime and "
-                         "TensorRT 10/11)")
-    if options.exporter is Exporter.DYNAMO and options.opset < 18:
-        raise UsageError(f"the dynamo exporter emits opset 18 or newer, not {options.opset}; "
-                         "use --opset 18 or the torchscript exporter")
-    if options.batch is not None and options.batch < 1:
-        raise UsageError(f"--batch {options.batch} must be at least 1")
-    if options.img_size is not None and options.img_size < MIN_IMG_SIZE:
-        raise UsageError(f"--img-size {options.img_size} is too small; use {MIN_IMG_SIZE} "
-                         "or more")
-    if not options.atol > 0:
-        raise UsageError(f"--atol {options.atol} must be positive")
-    if options.parity_batch < 1:
-        raise UsageError(f"parity batch {options.parity_batch} must be at least 1")
-    return options
-
-
-def _enum(kind: type[enum.Enum], value: Any, flag: str) -> Any:
-    try:
-        return kind(value)
-    except ValueError:
-        accepted = ", ".join(str(member.value) for member in kind)
-        raise UsageError(f"{flag} {value!r} is not supported; use one of: {accepted}") from None
+    manifest: Manifest
 
 
 def export_onnx(loaded: LoadedModel, output: str | Path, options: ExportOptions = ExportOptions(),
@@ -144,26 +74,11 @@ def export_onnx(loaded: LoadedModel, output: str | Path, options: ExportOptions 
         graph, parity, simplified = _try_simplify(graph, inputs, reference, parity, options)
     payload = graph.SerializeToString()
     seconds = time.perf_counter() - start
-    manifest = _manifest(loaded, out, options, size, graph, parity, simplified, seconds)
-    manifest["sha256"] = hashlib.sha256(payload).hexdigest()
-    _write(out, payload, manifest)
+    manifest = save_artefact(out, lambda tmp: tmp.write_bytes(payload),
+                             _manifest(loaded, out, options, size, graph, parity, simplified,
+                                       seconds))
     return ExportResult(out, manifest_path(out), parity, options.opset, simplified,
-                        manifest["operators"], seconds, manifest)
-
-
-def _write(out: Path, payload: bytes, manifest: dict[str, Any]) -> None:
-    """Both files through temporaries: the ONNX file is renamed into place, then its manifest.
-
-    A failure while writing either leaves neither temporary behind and no new ONNX file.
-    """
-    try:
-        with atomic_path(manifest_path(out)) as tmp_json:
-            with atomic_path(out) as tmp_onnx:
-                tmp_onnx.write_bytes(payload)
-                write_json(tmp_json, manifest)
-    except OSError as err:
-        raise ExportError(f"cannot write {str(out)!r}: {err.strerror or err}; check the "
-                          "folder and free space, or choose another -o") from None
+                        dict(manifest.details["operators"]), seconds, manifest)
 
 
 @contextlib.contextmanager
@@ -236,20 +151,21 @@ def _reference_logits(model: torch.nn.Module, inputs: list[np.ndarray]) -> list[
 
 
 def _parity(graph: onnx.ModelProto, inputs: list[np.ndarray],
-            reference: list[np.ndarray]) -> checks.Parity:
-    session = checks.ort_session(graph, threads=1)  # one-off check: see _one_torch_thread
-    results = []
+            reference: list[np.ndarray]) -> Comparison:
+    # One-off check: one thread (see _one_torch_thread), the optimised graph users will run.
+    session = open_session(graph, SessionSpec(threads=1), what="the exported graph")
+    comparer = Comparer()
     for x, ref in zip(inputs, reference):
         try:
             (logits,) = session.run([OUTPUT_NAME], {INPUT_NAME: x})
         except Exception as err:  # ORT's own exception types
-            first = str(err).strip().splitlines()[0][:200]
-            raise ExportError(f"ONNX Runtime failed on a batch of {len(x)}: {first}") from None
-        results.append(checks.compare_logits(logits, ref))
-    return checks.merge_parity(results)
+            raise ExportError(f"ONNX Runtime failed on a batch of {len(x)}: "
+                              f"{first_line(err)}") from None
+        comparer.add(ref, logits)
+    return comparer.result()
 
 
-def _require(parity: checks.Parity, atol: float, what: str) -> None:
+def _require(parity: Comparison, atol: float, what: str) -> None:
     if not parity.max_abs_diff <= atol:
         raise ParityError(
             f"{what} disagrees with the PyTorch model: max abs logit difference "
@@ -258,8 +174,8 @@ def _require(parity: checks.Parity, atol: float, what: str) -> None:
 
 
 def _try_simplify(graph: onnx.ModelProto, inputs: list[np.ndarray], reference: list[np.ndarray],
-                  parity: checks.Parity, options: ExportOptions
-                  ) -> tuple[onnx.ModelProto, checks.Parity, bool]:
+                  parity: Comparison, options: ExportOptions
+                  ) -> tuple[onnx.ModelProto, Comparison, bool]:
     """onnxslim's graph, kept only if it still passes every check and parity."""
     try:
         import onnxslim
@@ -298,36 +214,25 @@ def _describe_form(loaded: LoadedModel, options: ExportOptions) -> dict[str, Any
 
 
 def _manifest(loaded: LoadedModel, out: Path, options: ExportOptions, size: int,
-              graph: onnx.ModelProto, parity: checks.Parity, simplified: bool,
-              seconds: float) -> dict[str, Any]:
+              graph: onnx.ModelProto, parity: Comparison, simplified: bool,
+              seconds: float) -> Manifest:
     checkpoint = loaded.checkpoint
-    return {
-        "artefact": out.name,
-        "kind": "onnx",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "model": loaded.name,
-        "source_sha256": loaded.weights_sha256,
-        "source": {
-            "checkpoint": str(checkpoint.path) if checkpoint and checkpoint.path else None,
-            "sha256": loaded.weights_sha256,
-            "checkpoint_format": checkpoint.source if checkpoint else None,
-            "random_init": checkpoint is None,
-        },
-        "config": loaded.config.to_dict(),
-        "data_config": loaded.data_config.with_input_size(size).to_dict(),
-        "options": options.to_dict(),
-        "opset": options.opset,
-        "export_form": _describe_form(loaded, options),
-        "img_size": size,
-        "dynamic_batch": options.batch is None,
-        "simplified": simplified,
-        "io": _io_shapes(graph),
-        "parity": {"reference": "PyTorch training form (float32, CPU)",
-                   "runtime": "onnxruntime CPUExecutionProvider", "atol": options.atol,
-                   "seed": options.seed, **parity.to_dict()},
-        "operators": checks.operator_counts(graph),
-        "tensorrt_ops_checked_against": checks.tensorrt_ops().tensorrt_version,
-        "export_seconds": round(seconds, 2),
-        "versions": library_versions(),
-        "machine": machine_info(),
-    }
+    parent = (parent_of(checkpoint.path, out, checkpoint.sha256)
+              if checkpoint is not None and checkpoint.path is not None else None)
+    return Manifest(
+        kind=ArtefactKind.ONNX, stage="export", precision=Precision.FP32, parent=parent,
+        checkpoint_sha256=loaded.weights_sha256, model=loaded.name,
+        config=loaded.config.to_dict(),
+        data_config=loaded.data_config.with_input_size(size).to_dict(),
+        io=_io_shapes(graph), options=options.to_dict(),
+        measurements={"parity": {"reference": "PyTorch training form (float32, CPU)",
+                                 "runtime": "onnxruntime CPUExecutionProvider",
+                                 "atol": options.atol, "seed": options.seed,
+                                 **parity.to_dict()}},
+        details={"opset": options.opset, "dynamic_batch": options.batch is None,
+                 "simplified": simplified, "export_form": _describe_form(loaded, options),
+                 "checkpoint_format": checkpoint.source if checkpoint else None,
+                 "random_init": checkpoint is None,
+                 "operators": checks.operator_counts(graph),
+                 "tensorrt_ops_checked_against": checks.tensorrt_ops().tensorrt_version,
+                 "export_seconds": round(seconds, 2)})

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spartan_deploy._io import write_atomic, write_json
-from spartan_deploy.pipeline.stages import PipelineOptions, StageRecord
+from spartan_deploy.pipeline.orchestrate import StageRecord
+from spartan_deploy.pipeline.stages import PipelineOptions
 
 REPORT_FOLDER = "report"
 

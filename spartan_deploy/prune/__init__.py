@@ -12,14 +12,16 @@ Names are imported on first use (see :mod:`spartan_deploy._lazy`).
 from spartan_deploy._lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
+    "Method": "options", "PruneOptions": "options", "Sparsity": "options",
+    "validate_options": "options",
     "FinetuneOptions": "finetuning", "finetune": "finetuning", "top1": "finetuning",
-    "Method": "importance", "l1_scores": "importance", "taylor_scores": "importance",
-    "Figures": "pipeline", "PruneOptions": "pipeline", "PruneResult": "pipeline",
-    "StageWidths": "pipeline", "prune": "pipeline", "validate_options": "pipeline",
+    "l1_scores": "importance", "taylor_scores": "importance",
+    "Figures": "pipeline", "PruneResult": "pipeline",
+    "StageWidths": "pipeline", "prune": "pipeline", 
     "BlockKeep": "plan", "BlockScores": "plan", "NeckLayout": "plan", "pruned_widths": "plan",
     "select_channels": "plan",
     "macs_at": "search", "ratio_for_macs": "search",
-    "Sparsity": "sparsity", "SparsityReport": "sparsity", "apply_two_four": "sparsity",
+    "SparsityReport": "sparsity", "apply_two_four": "sparsity",
     "is_two_four": "sparsity", "qualifies": "sparsity", "two_four_mask": "sparsity",
     "prune_model": "surgery", "prune_state_dict": "surgery",
 })

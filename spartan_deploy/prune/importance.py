@@ -13,7 +13,6 @@ are the unpruned model's own predictions, so unlabelled calibration images suffi
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
 
 import numpy as np
@@ -21,15 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spartan_deploy.prune.options import Method
 from spartan_deploy.model.spartan import Block, SpaRTAN, SqueezeExcite
 from spartan_deploy.prune.plan import BlockScores
-
-
-class Method(str, enum.Enum):
-    """How channel importance is measured."""
-
-    L1 = "l1"
-    TAYLOR = "taylor"
 
 
 def _norms(t: torch.Tensor, dim: int) -> torch.Tensor:

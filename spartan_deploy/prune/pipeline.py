@@ -15,53 +15,26 @@ from typing import Any
 
 import numpy as np
 
-from spartan_deploy._io import (
-    check_output_path, library_versions, manifest_path, sha256_file, write_json)
+from spartan_deploy._io import check_output_path
 from spartan_deploy.data import Dataset
 from spartan_deploy.paths import bundled_calib_dir
 from spartan_deploy.errors import UsageError
-from spartan_deploy.model import LoadedModel, save_checkpoint, validate_img_size
+from spartan_deploy.manifest import (
+    ArtefactKind, Manifest, manifest_path, origin_of, parent_of, save_artefact)
+from spartan_deploy.model import LoadedModel, save_checkpoint
+from spartan_deploy.precision import Precision
 from spartan_deploy.model.complexity import complexity
 from spartan_deploy.model.config import BlockWidths, ModelConfig
 from spartan_deploy.model.spartan import SpaRTAN
 from spartan_deploy.prune import search
 from spartan_deploy.prune.finetuning import FinetuneOptions, ProgressFn, finetune, top1
-from spartan_deploy.prune.importance import Method, l1_scores, taylor_scores
+from spartan_deploy.prune.importance import l1_scores, taylor_scores
+from spartan_deploy.prune.options import Method, PruneOptions, Sparsity, validate_options
 from spartan_deploy.prune.plan import (
-    DEFAULT_CHANNEL_MULTIPLE, BlockScores, pruned_widths, select_channels)
-from spartan_deploy.prune.sparsity import CHANNEL_MULTIPLE as SPARSE_CHANNEL_MULTIPLE
-from spartan_deploy.prune.sparsity import Sparsity, SparsityReport, apply_two_four
+    BlockScores, pruned_widths, select_channels)
+from spartan_deploy.prune.sparsity import SparsityReport, apply_two_four
 from spartan_deploy.prune.surgery import prune_model
 
-
-
-@dataclasses.dataclass(frozen=True)
-class PruneOptions:
-    """What ``prune`` does. Exactly one of ``ratio`` and ``target_macs``."""
-
-    ratio: float | None = None
-    target_macs: int | None = None
-    method: Method = Method.L1
-    img_size: int | None = None  # for MACs; default the model's input size
-    calib: Path | None = None  # taylor images; default the data's train split, else calib/
-    calib_count: int = 256
-    data: str | None = None  # "digits" or a folder: accuracy, and fine-tuning on its train split
-    eval_limit: int | None = None
-    train_limit: int | None = None  # seeded subset of the train split for fine-tuning
-    finetune_epochs: int = 0
-    lr: float = 5e-4
-    batch_size: int = 64
-    sparsity: Sparsity = Sparsity.NONE
-    channel_multiple: int | None = None  # None: 16, or 32 with 2:4 (what its kernels need)
-    seed: int = 0
-
-    @property
-    def multiple(self) -> int:
-        """Kept hidden/neck widths prefer multiples of this."""
-        if self.channel_multiple is not None:
-            return self.channel_multiple
-        return SPARSE_CHANNEL_MULTIPLE if self.sparsity is Sparsity.TWO_FOUR \
-            else DEFAULT_CHANNEL_MULTIPLE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,34 +90,6 @@ class PruneResult:
         }
 
 
-def validate_options(options: PruneOptions) -> None:
-    """Refuse bad input up front, naming the value."""
-    if (options.ratio is None) == (options.target_macs is None):
-        raise UsageError("give exactly one of --ratio R (0 < R < 1) and --target-macs X")
-    if options.ratio is not None and not 0.0 < options.ratio < 1.0:
-        raise UsageError(f"--ratio {options.ratio} is outside (0, 1); e.g. --ratio 0.3 "
-                         "removes 30% of each prunable width")
-    if options.target_macs is not None and options.target_macs <= 0:
-        raise UsageError(f"--target-macs {options.target_macs} must be positive")
-    if options.finetune_epochs < 0:
-        raise UsageError(f"--finetune-epochs {options.finetune_epochs} must be 0 or more")
-    if options.finetune_epochs and not options.data:
-        raise UsageError("--finetune-epochs needs labelled data: give --data digits or a "
-                         "folder of class sub-folders")
-    counts = (("--channel-multiple", options.channel_multiple),
-              ("--calib-count", options.calib_count), ("--batch-size", options.batch_size),
-              ("--eval-limit", options.eval_limit), ("--train-limit", options.train_limit))
-    for flag, value in counts:
-        if value is not None and value < 1:
-            raise UsageError(f"{flag} {value} must be at least 1")
-    if options.calib is not None and options.method is not Method.TAYLOR:
-        raise UsageError(f"--calib {str(options.calib)!r} is only used by --method taylor; "
-                         "add --method taylor or drop --calib")
-    if not options.lr > 0:
-        raise UsageError(f"--lr {options.lr} must be positive; e.g. --lr 5e-4")
-    validate_img_size(options.img_size)
-
-
 def check_checkpoint_suffix(output: str | Path) -> None:
     """A pruned model is a PyTorch checkpoint: runners choose by suffix, so insist on it."""
     if Path(output).suffix.lower() not in (".pt", ".pth"):
@@ -178,14 +123,14 @@ def _datasets(loaded: LoadedModel,
         from spartan_deploy.train import TrainOptions
         from spartan_deploy.train.setup import open_splits
 
-        split = TrainOptions(limit=options.train_limit, eval_limit=options.eval_limit,
+        split = TrainOptions(limit=options.train_limit, eval_limit=options.limit,
                              seed=options.seed)
         train, _validation, test = open_splits(options.data, loaded.data_config, split)
         return test, train
     from spartan_deploy.data import open_dataset
 
     test = open_dataset(options.data, loaded.data_config, split="test",
-                        limit=options.eval_limit, seed=options.seed)
+                        limit=options.limit, seed=options.seed)
     if not test.labelled:
         raise UsageError(f"--data {options.data!r} has no labels; accuracy needs class "
                          "sub-folders (or 'digits')")
@@ -273,8 +218,17 @@ def _save(result: PruneResult, loaded: LoadedModel, options: PruneOptions, out: 
     summary = result.to_dict()
     metrics = {k: summary[k] for k in ("before", "pruned", "finetuned", "params_reduction",
                                        "macs_reduction", "img_size")}
-    save_checkpoint(out, result.model, loaded.data_config, metrics, meta, force=force)
-    write_json(manifest_path(out), {
-        "artefact": out.name, "kind": "pruned-checkpoint", "sha256": sha256_file(out),
-        "source": meta["pruned_from"], "options": options_dict, **summary,
-        "output": str(out), "versions": library_versions()})
+    checkpoint = loaded.checkpoint
+    source = checkpoint.path if checkpoint is not None else None
+    manifest = Manifest(
+        kind=ArtefactKind.CHECKPOINT, stage="prune", precision=Precision.FP32,
+        parent=parent_of(source, out, checkpoint.sha256) if source is not None else None,
+        checkpoint_sha256=origin_of(source) if source is not None else None,
+        model=loaded.name, config=result.model.config.to_dict(),
+        data_config=loaded.data_config.to_dict(), options=options_dict,
+        measurements={k: summary[k] for k in ("before", "pruned", "finetuned",
+                                              "params_reduction", "macs_reduction")},
+        details={"width_ratio": result.ratio, "img_size": result.img_size,
+                 "stages": summary["stages"], "sparsity": summary["sparsity"]})
+    save_artefact(out, lambda tmp: save_checkpoint(tmp, result.model, loaded.data_config,
+                                                   metrics, meta, force=True), manifest)

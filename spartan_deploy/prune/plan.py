@@ -19,13 +19,13 @@ import math
 
 import torch
 
+from spartan_deploy.prune.options import DEFAULT_CHANNEL_MULTIPLE
 from spartan_deploy.model.config import BlockWidths, ModelConfig
 
 # Kept hidden/neck widths prefer multiples of 16: ONNX Runtime's blocked (NCHWc) convolutions
 # use 16-channel blocks on AVX-512 (8 on AVX2) and TensorRT's FP16/INT8 tensor-core kernels
 # want multiples of 8/16; an odd width makes both fall back to slower paths (measured in
 # benchmarks/results/prune.md).
-DEFAULT_CHANNEL_MULTIPLE = 16
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,21 +14,14 @@ weights at exactly zero through any optimiser that leaves zero-gradient weights 
 from __future__ import annotations
 
 import dataclasses
-import enum
 
 import torch
 from torch import nn
 
+from spartan_deploy.prune.options import SPARSE_CHANNEL_MULTIPLE as CHANNEL_MULTIPLE
+from spartan_deploy.prune.options import Sparsity
 from spartan_deploy.model.spartan import SpaRTAN, SqueezeExcite
 
-CHANNEL_MULTIPLE = 32  # in and out channels: what TensorRT's INT8 sparse kernels need
-
-
-class Sparsity(str, enum.Enum):
-    """Semi-structured sparsity pattern applied after width pruning."""
-
-    NONE = "none"
-    TWO_FOUR = "2:4"
 
 
 @dataclasses.dataclass(frozen=True)

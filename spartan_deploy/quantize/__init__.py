@@ -8,7 +8,7 @@ from spartan_deploy._lazy import attach
 __getattr__, __dir__, __all__ = attach(__name__, {
     "BudgetReport": "budget",
     "QuantizeResult": "core", "default_output": "core", "quantize_onnx": "core",
-    "Agreement": "evaluate",
+    
     "FRAGILE_KINDS": "graph", "find_fragile": "graph", "qdq_summary": "graph",
     "quantized_nodes": "graph",
     "CalibMethod": "options", "QuantizeOptions": "options", "Target": "options",

@@ -33,6 +33,7 @@ import numpy as np
 from spartan_deploy._io import quiet_logger
 from spartan_deploy.errors import MissingDependencyError, QuantizationError
 from spartan_deploy.quantize.calibration import Ranges
+from spartan_deploy.runtime.ort_session import first_line
 from spartan_deploy.quantize.options import CalibMethod, Target
 
 CPU_OP_TYPES = ("Conv", "Gemm", "MatMul")
@@ -75,7 +76,7 @@ def quantize_cpu(source: Path, output: Path, ranges: Ranges, method: CalibMethod
                     calibration_cache_path=cache,
                     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         except Exception as err:  # ORT's quantizer raises assorted types
-            raise QuantizationError(f"ONNX Runtime quantization failed: {_first(err)}") from None
+            raise QuantizationError(f"ONNX Runtime quantization failed: {first_line(err)}") from None
 
 
 def optimize_for_cpu(source: Path, output: Path) -> Path:
@@ -85,16 +86,10 @@ def optimize_for_cpu(source: Path, output: Path) -> Path:
     Q/DQ would otherwise split the GELU pattern into five separate float operators. The
     result holds com.microsoft operators, so it is for ONNX Runtime only (as --target cpu is).
     """
-    import onnxruntime as ort
+    from spartan_deploy.runtime.ort_session import GraphOptimization, SessionSpec, open_session
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.optimized_model_filepath = str(output)
-    options.log_severity_level = 3
-    try:
-        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # ORT's own exception types
-        raise QuantizationError(f"ONNX Runtime cannot optimize the graph: {_first(err)}") from None
+    open_session(source, SessionSpec(optimization=GraphOptimization.EXTENDED,
+                                     save_optimized=output))
     return output
 
 
@@ -150,11 +145,6 @@ def check_modelopt() -> None:
             f"{', '.join(missing)}); pip install nvidia-modelopt onnxconverter-common lief "
             "onnx-graphsurgeon, or use --target cpu")
 
-
-
-def _first(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def _last_line(text: str) -> str:

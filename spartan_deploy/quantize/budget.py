@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from spartan_deploy.errors import QuantizationError
-from spartan_deploy.quantize import evaluate
+from spartan_deploy.evaluation import EvalData, top1
 from spartan_deploy.quantize.graph import bypass_qdq, quantized_nodes
 
 # A layer's sensitivity is measured on at most this many labelled images (all for top-1).
@@ -56,11 +56,10 @@ class BudgetReport:
 def sensitivity(model: onnx.ModelProto, float_model: onnx.ModelProto, candidates: list[str],
                 images: np.ndarray, fp32_logits: np.ndarray) -> list[tuple[str, float]]:
     """(node, error reduction) for each candidate, most sensitive first."""
-    base = _error(evaluate.run_logits(evaluate.session(model), images), fp32_logits)
+    base = _error(_logits(model, images), fp32_logits)
     scores = []
     for name in candidates:
-        variant = bypass_qdq(model, [name], float_model)
-        logits = evaluate.run_logits(evaluate.session(variant), images)
+        logits = _logits(bypass_qdq(model, [name], float_model), images)
         scores.append((name, base - _error(logits, fp32_logits)))
     return sorted(scores, key=lambda item: -item[1])
 
@@ -71,10 +70,10 @@ def _error(logits: np.ndarray, reference: np.ndarray) -> float:
 
 def enforce_budget(model: onnx.ModelProto, float_model: onnx.ModelProto,
                    requantize: Callable[[list[str]], onnx.ModelProto],
-                   data: evaluate.LabelledData, fp32_logits: np.ndarray,
+                   data: EvalData, fp32_logits: np.ndarray,
                    max_drop: float) -> tuple[onnx.ModelProto, BudgetReport]:
     """The INT8 graph that meets the budget (possibly ``model`` itself) and the report."""
-    fp32_top1 = evaluate.top1(fp32_logits, data.labels)
+    fp32_top1 = _points(fp32_logits, data)
     first = _top1(model, data)
     if fp32_top1 - first <= max_drop + 1e-9:
         return model, BudgetReport(max_drop, fp32_top1, first, first, (), (), ())
@@ -105,7 +104,7 @@ def enforce_budget(model: onnx.ModelProto, float_model: onnx.ModelProto,
 
 
 def _greedy(model: onnx.ModelProto, float_model: onnx.ModelProto, order: list[str],
-            returned: list[str], steps: list[dict[str, Any]], data: evaluate.LabelledData,
+            returned: list[str], steps: list[dict[str, Any]], data: EvalData,
             fp32_top1: float, max_drop: float) -> float:
     """Bypass layers of ``order`` one at a time (appending to ``returned``) until it holds."""
     accuracy = _top1(bypass_qdq(model, returned, float_model) if returned else model, data)
@@ -118,5 +117,18 @@ def _greedy(model: onnx.ModelProto, float_model: onnx.ModelProto, order: list[st
     return accuracy
 
 
-def _top1(model: onnx.ModelProto, data: evaluate.LabelledData) -> float:
-    return evaluate.top1(evaluate.run_logits(evaluate.session(model), data.images), data.labels)
+def _top1(model: onnx.ModelProto, data: EvalData) -> float:
+    return _points(_logits(model, data.images), data)
+
+
+def _points(logits: np.ndarray, data: EvalData) -> float:
+    """Top-1 in percent (the budget is in top-1 points)."""
+    if data.labels is None:
+        raise QuantizationError("the accuracy budget needs labelled data")
+    return 100.0 * top1(logits, data.labels)
+
+
+def _logits(model: onnx.ModelProto, images: np.ndarray) -> np.ndarray:
+    from spartan_deploy.quantize.core import graph_logits
+
+    return graph_logits(model, images)

@@ -95,6 +95,31 @@ def _read(dataset: Any, positions: list[int],
     return images, files
 
 
+def folder_digest(folder: Path) -> str:
+    """One hash over a calibration folder's image names and bytes (cheap: no decoding).
+
+    Run folders key their reuse on it, and the quantize manifest records it, so a Q/DQ graph
+    made earlier from the same images can be recognised without decoding them again.
+    """
+    from spartan_deploy.data import IMAGE_SUFFIXES
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"--calib {str(folder)!r} is a file; give a folder of images")
+    if not folder.is_dir():
+        raise DataError(f"calibration folder {str(folder)!r} does not exist; give --calib DIR "
+                        "(default: the bundled calibration set)")
+    digest = hashlib.sha256()
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"calibration folder {str(folder)!r} holds no images; give --calib "
+                        "a folder of JPEG/PNG/BMP/WebP files")
+    for path in files:
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
 def batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
     for start in range(0, len(images), batch_size):
         yield images[start:start + batch_size]
@@ -177,13 +202,13 @@ def compute_ranges(model_path: Path, input_name: str, images: np.ndarray,
 
 def _probe_session(model: onnx.ModelProto, names: list[str]) -> Any:
     """A CPU session with every tensor in ``names`` added as a graph output."""
-    from spartan_deploy.quantize.evaluate import session
+    from spartan_deploy.runtime.ort_session import SessionSpec, open_session
 
     probe = onnx.ModelProto.FromString(model.SerializeToString())
     present = {o.name for o in probe.graph.output}
     probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)
                               for n in names if n not in present)
-    return session(probe)
+    return open_session(probe, SessionSpec(), what="the calibration graph")
 
 
 def _fitting_batch(sess: Any, names: list[str], input_name: str, images: np.ndarray,

@@ -1,14 +1,16 @@
-"""``quantize_onnx``: float ONNX + calibration folder -> explicit Q/DQ INT8 ONNX + manifest.
+"""``quantize_onnx``: float ONNX + calibration images -> explicit Q/DQ INT8 ONNX + manifest.
 
 Order: check everything (source graph, options, output paths, data) -> calibration ranges
 (cached) -> Q/DQ graph -> excluded nodes forced to read float -> accuracy budget (when asked)
 -> figures -> file and manifest written atomically. A failure anywhere writes nothing.
+
+Calibration images and evaluation data may be handed in already decoded (the orchestration
+of multi-stage commands decodes each set once for every stage that needs it).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import tempfile
 import time
 from pathlib import Path
@@ -16,25 +18,31 @@ from typing import Any
 
 import onnx
 
-from spartan_deploy._io import (
-    atomic_path, check_output_path, library_versions, machine_info, manifest_path,
-    read_manifest, sha256_file, write_json)
+from spartan_deploy._io import check_output_path, sha256_file
 from spartan_deploy.errors import UsageError
+from spartan_deploy.evaluation import (
+    Comparison, EvalData, compare, load_eval_data, logits_over, resolve_data, top1)
+from spartan_deploy.manifest import (
+    ArtefactKind, Manifest, manifest_path, origin_of, parent_of, read_manifest, save_artefact)
 from spartan_deploy.model.config import DataConfig
-from spartan_deploy.quantize import backends, evaluate, graph
+from spartan_deploy.paths import default_calib
+from spartan_deploy.precision import Precision
+from spartan_deploy.quantize import backends, graph
 from spartan_deploy.quantize.budget import BudgetReport, enforce_budget
 from spartan_deploy.quantize.calibration import (
-    CalibrationSet, Ranges, cache_key, compute_ranges, load_calibration_set, read_cache,
-    write_cache)
+    CalibrationSet, Ranges, cache_key, compute_ranges, folder_digest, load_calibration_set,
+    read_cache, write_cache)
 from spartan_deploy.quantize.options import (
     OUTPUT_TAGS, QuantizeOptions, Target, validate_options)
+from spartan_deploy.runtime.onnxruntime_runner import OnnxRuntimeRunner
+from spartan_deploy.runtime.options import Device, RunnerOptions
 
 CACHE_FOLDER = ".cache"
 
 
 @dataclasses.dataclass(frozen=True)
 class QuantizeResult:
-    """What was written and what was measured."""
+    """What was written and what was measured (top-1 as fractions)."""
 
     path: Path
     manifest_path: Path
@@ -42,8 +50,8 @@ class QuantizeResult:
     qdq: dict[str, int]
     quantized_nodes: tuple[str, ...]
     excluded: dict[str, list[str]]
-    holdout: evaluate.Agreement
-    data: evaluate.Agreement | None
+    holdout: Comparison | None  # INT8 vs FP32 on held-out calibration images
+    data: Comparison | None  # INT8 vs FP32 on --data
     fp32_top1: float | None
     int8_top1: float | None
     budget: BudgetReport | None
@@ -51,7 +59,7 @@ class QuantizeResult:
     cache_path: Path | None
     calib_images: int
     seconds: float
-    manifest: dict[str, Any]
+    manifest: Manifest
 
 
 @dataclasses.dataclass
@@ -61,6 +69,7 @@ class _Job:
     source: Path
     model: onnx.ModelProto
     source_sha256: str
+    source_manifest: Manifest | None
     output: Path
     options: QuantizeOptions
     data_config: DataConfig
@@ -76,43 +85,55 @@ def default_output(onnx_path: str | Path, target: Target) -> Path:
     return path.with_name(f"{path.stem}.int8.{OUTPUT_TAGS[target]}.onnx")
 
 
-def quantize_onnx(onnx_path: str | Path, calib_dir: str | Path,
+def quantize_onnx(onnx_path: str | Path, calib_dir: str | Path | None = None,
                   options: QuantizeOptions = QuantizeOptions(), output: str | Path | None = None,
-                  force: bool = False) -> QuantizeResult:
-    """Quantize a float SpaRTAN ONNX to explicit Q/DQ INT8 for ``options.target``."""
+                  force: bool = False, calibration: CalibrationSet | None = None,
+                  data: EvalData | None = None) -> QuantizeResult:
+    """Quantize a float SpaRTAN ONNX to explicit Q/DQ INT8 for ``options.target``.
+
+    ``calib_dir`` defaults to the bundled calibration set; ``calibration`` / ``data`` take
+    images already decoded from it and from ``options.data``.
+    """
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="spartan-int8-") as tmp:
         job = _prepare(onnx_path, options, output, force, Path(tmp))
-        return _run(job, calib_dir, start)
+        calib = calibration or load_calibration_set(default_calib(
+            Path(calib_dir) if calib_dir is not None else None), job.data_config, job.options)
+        return _run(job, calib, data if data is not None else _labelled(job), start)
 
 
-def _run(job: _Job, calib_dir: str | Path, start: float) -> QuantizeResult:
-    calib = load_calibration_set(calib_dir, job.data_config, job.options)
-    labelled = (evaluate.load_labelled(job.options.data, job.data_config, job.options.data_split,
-                                       job.options.data_limit, job.options.seed)
-                if job.options.data else None)
+def _labelled(job: _Job) -> EvalData | None:
+    source = resolve_data(job.options.data, job.data_config)
+    if source is None:
+        return None
+    return load_eval_data(source, job.data_config, job.options.data_split, job.options.limit,
+                          job.options.seed, require_labels=True)
+
+
+def _run(job: _Job, calib: CalibrationSet, labelled: EvalData | None,
+         start: float) -> QuantizeResult:
+    if job.options.max_drop is not None and labelled is None:
+        raise UsageError("--max-drop needs labelled data to measure top-1: add --data digits "
+                         "or --data FOLDER (class sub-folders)")
     ranges, cache_hit, cache_file = _ranges(job, calib)
     model = _quantize(job, ranges, calib, [])
-    fp32 = evaluate.session(job.model)
     budget = None
     if labelled is not None and job.options.max_drop is not None:
-        fp32_logits = evaluate.run_logits(fp32, labelled.images)
         model, budget = enforce_budget(
             model, job.work_model, lambda extra: _quantize(job, ranges, calib, extra), labelled,
-            fp32_logits, job.options.max_drop)
+            graph_logits(job.model, labelled.images), job.options.max_drop)
         if budget.returned_to_float:
             job.excluded["budget"] = list(budget.returned_to_float)
-    figures = _figures(fp32, model, calib, labelled)
-    manifest = _manifest(job, model, calib, ranges, cache_hit, figures, budget,
-                         time.perf_counter() - start)
-    with atomic_path(job.output) as tmp:
-        onnx.save(model, str(tmp))
-        write_json(manifest_path(job.output), manifest)
+    figures = _figures(job.model, model, calib, labelled)
+    manifest = save_artefact(job.output, lambda tmp: onnx.save(model, str(tmp)),
+                             _manifest(job, model, calib, ranges, cache_hit, figures, budget,
+                                       time.perf_counter() - start))
     return QuantizeResult(
-        job.output, manifest_path(job.output), job.options.target, manifest["qdq"],
-        tuple(manifest["quantized_nodes"]), job.excluded, figures["holdout"], figures["data"],
-        figures["fp32_top1"], figures["int8_top1"], budget, cache_hit, cache_file,
-        len(calib.images), time.perf_counter() - start, manifest)
+        job.output, manifest_path(job.output), job.options.target,
+        dict(manifest.details["qdq"]), tuple(manifest.details["quantized_nodes"]),
+        job.excluded, figures["holdout"], figures["data"], figures["fp32_top1"],
+        figures["int8_top1"], budget, cache_hit, cache_file, len(calib.images),
+        time.perf_counter() - start, manifest)
 
 
 def _prepare(onnx_path: str | Path, options: QuantizeOptions, output: str | Path | None,
@@ -126,7 +147,8 @@ def _prepare(onnx_path: str | Path, options: QuantizeOptions, output: str | Path
     check_output_path(out, force=force)
     check_output_path(manifest_path(out), force=force)
     input_name, dims = graph.input_spec(model)
-    data_config = _data_config(source, options, dims)
+    source_manifest = read_manifest(source)
+    data_config = _data_config(source, source_manifest, options, dims)
     user = graph.resolve_excludes(model, options.exclude)  # names as the user sees them
     if options.target is Target.TENSORRT:
         backends.check_modelopt()
@@ -143,20 +165,21 @@ def _prepare(onnx_path: str | Path, options: QuantizeOptions, output: str | Path
         # an operator type also covers nodes the CPU graph optimizer renamed
         extra = [n.name for n in work_model.graph.node if n.op_type == item]
         excluded[f"user:{item}"] = list(dict.fromkeys(names + extra))
-    return _Job(source, model, sha256_file(source), out, options, data_config, input_name,
-                excluded, work, work_model)
+    return _Job(source, model, sha256_file(source), source_manifest, out, options,
+                data_config, input_name, excluded, work, work_model)
 
 
-def _data_config(source: Path, options: QuantizeOptions, dims: list[int | str]) -> DataConfig:
+def _data_config(source: Path, recorded: Manifest | None, options: QuantizeOptions,
+                 dims: list[int | str]) -> DataConfig:
     """Preprocessing: the option, else the export manifest's; checked against the input."""
     config = options.data_config
     if config is None:
-        recorded = (read_manifest(source) or {}).get("data_config")
-        if not isinstance(recorded, dict):
+        if recorded is None or recorded.data_config is None:
             raise UsageError(f"{str(source)!r} has no export manifest with a data config "
                              f"({manifest_path(source).name}); give --model NAME so the images "
                              "are preprocessed the way the model expects")
-        config = DataConfig.from_dict(recorded, where=f"{manifest_path(source).name} data_config")
+        config = DataConfig.from_dict(recorded.data_config,
+                                      where=f"{manifest_path(source).name} data_config")
     static = [d for d in dims[2:] if isinstance(d, int) and d > 0]
     if static and any(d != config.input_size for d in static):
         raise UsageError(f"the ONNX input is {dims[2]}x{dims[3]} but the data config gives "
@@ -216,61 +239,55 @@ def _quantize(job: _Job, ranges: Ranges, calib: CalibrationSet,
     return graph.bypass_qdq(model, exclude, job.work_model)
 
 
-def _figures(fp32: Any, model: onnx.ModelProto, calib: CalibrationSet,
-             labelled: evaluate.LabelledData | None) -> dict[str, Any]:
-    int8 = evaluate.session(model)
-    holdout = evaluate.compare(evaluate.run_logits(fp32, calib.holdout),
-                               evaluate.run_logits(int8, calib.holdout))
+def graph_logits(model: onnx.ModelProto, images: Any) -> Any:
+    """Logits of a graph in memory on ONNX Runtime's CPU provider (images: an array or
+    :class:`EvalData`)."""
+    runner = OnnxRuntimeRunner(model, RunnerOptions(device=Device.CPU, ort_spinning=False))
+    return logits_over(runner, images)
+
+
+def _figures(fp32: onnx.ModelProto, int8: onnx.ModelProto, calib: CalibrationSet,
+             labelled: EvalData | None) -> dict[str, Any]:
+    holdout = (compare(graph_logits(fp32, calib.holdout), graph_logits(int8, calib.holdout))
+               if len(calib.holdout) else None)
     figures: dict[str, Any] = {"holdout": holdout, "data": None, "fp32_top1": None,
-                               "int8_top1": None}
+                               "int8_top1": None, "data_description": None}
     if labelled is not None:
-        ref = evaluate.run_logits(fp32, labelled.images)
-        got = evaluate.run_logits(int8, labelled.images)
-        figures.update(data=evaluate.compare(ref, got),
-                       fp32_top1=evaluate.top1(ref, labelled.labels),
-                       int8_top1=evaluate.top1(got, labelled.labels),
-                       data_description=labelled.description)
+        reference, got = graph_logits(fp32, labelled), graph_logits(int8, labelled)
+        figures.update(data=compare(reference, got), data_description=labelled.description)
+        if labelled.labels is not None:
+            figures.update(fp32_top1=top1(reference, labelled.labels),
+                           int8_top1=top1(got, labelled.labels))
     return figures
 
 
 def _manifest(job: _Job, model: onnx.ModelProto, calib: CalibrationSet, ranges: Ranges,
               cache_hit: bool, figures: dict[str, Any], budget: BudgetReport | None,
-              seconds: float) -> dict[str, Any]:
-    source_manifest = read_manifest(job.source) or {}
-    source_info = source_manifest.get("source") if isinstance(source_manifest, dict) else None
+              seconds: float) -> Manifest:
+    source = job.source_manifest
     quantized = graph.quantized_nodes(model)
     excluded_all = sorted({n for names in job.excluded.values() for n in names})
-    return {
-        "artefact": job.output.name,
-        "kind": "onnx-int8",
-        "precision": "int8",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "model": source_manifest.get("model"),
-        "source": {"onnx": str(job.source), "onnx_sha256": job.source_sha256,
-                   "sha256": (source_info or {}).get("sha256"),
-                   "checkpoint": (source_info or {}).get("checkpoint")},
-        "config": source_manifest.get("config"),
-        "data_config": job.data_config.to_dict(),
-        "img_size": job.data_config.input_size,
-        "target": job.options.target.value,
-        "backend": _backend_info(job.options.target),
-        "options": job.options.to_dict(),
-        "calibration": {"folder": calib.folder, "images": len(calib.images),
-                        "image_set_sha256": calib.set_hash, "held_out": len(calib.holdout),
-                        "skipped": list(calib.skipped), "tensors": len(ranges),
-                        "cache_hit": cache_hit,
-                        "files": [{"file": f, "sha256": h} for f, h in calib.files]},
-        "qdq": graph.qdq_summary(model),
-        "quantized_nodes": quantized,
-        "excluded_nodes": job.excluded,
-        "float_nodes": excluded_all,
-        "left_float_by_backend": _left_float(model, quantized, excluded_all),
-        "figures": _figures_dict(figures),
-        "budget": budget.to_dict() if budget else None,
-        "seconds": round(seconds, 2),
-        "versions": library_versions(),
-        "machine": machine_info(),
-    }
+    return Manifest(
+        kind=ArtefactKind.ONNX, stage="quantize", precision=Precision.INT8,
+        parent=parent_of(job.source, job.output, job.source_sha256),
+        checkpoint_sha256=origin_of(job.source) if source is not None else None,
+        model=source.model if source else None, config=source.config if source else None,
+        data_config=job.data_config.to_dict(), io=source.io if source else None,
+        options={**job.options.to_dict(), "target": job.options.target.value},
+        measurements=_figures_dict(figures, budget),
+        details={
+            "target": job.options.target.value, "backend": _backend_info(job.options.target),
+            "calibration": {"folder": calib.folder,
+                            "folder_sha256": folder_digest(Path(calib.folder)),
+                            "images": len(calib.images),
+                            "image_set_sha256": calib.set_hash, "held_out": len(calib.holdout),
+                            "skipped": list(calib.skipped), "tensors": len(ranges),
+                            "cache_hit": cache_hit,
+                            "files": [{"file": f, "sha256": h} for f, h in calib.files]},
+            "qdq": graph.qdq_summary(model), "quantized_nodes": quantized,
+            "excluded_nodes": job.excluded, "float_nodes": excluded_all,
+            "left_float_by_backend": _left_float(model, quantized, excluded_all),
+            "seconds": round(seconds, 2)})
 
 
 def _left_float(model: onnx.ModelProto, quantized: list[str], excluded: list[str]) -> list[str]:
@@ -292,13 +309,13 @@ def _backend_info(target: Target) -> dict[str, Any]:
             "ranges": "spartan calibration cache (TensorRT cache format)"}
 
 
-def _figures_dict(figures: dict[str, Any]) -> dict[str, Any]:
-    data = figures["data"]
+def _figures_dict(figures: dict[str, Any], budget: BudgetReport | None) -> dict[str, Any]:
+    holdout, data = figures["holdout"], figures["data"]
+    fp32, int8 = figures["fp32_top1"], figures["int8_top1"]
     return {"runtime": "onnxruntime CPUExecutionProvider",
-            "holdout_vs_fp32": figures["holdout"].to_dict(),
+            "holdout_vs_fp32": holdout.to_dict() if holdout else None,
             "data_vs_fp32": data.to_dict() if data else None,
-            "data": figures.get("data_description"),
-            "fp32_top1": figures["fp32_top1"], "int8_top1": figures["int8_top1"],
-            "top1_drop": (None if figures["fp32_top1"] is None
-                          else figures["fp32_top1"] - figures["int8_top1"])}
-
+            "data": figures["data_description"],
+            "fp32_top1": fp32, "int8_top1": int8,
+            "drop_points": None if fp32 is None else round(100.0 * (fp32 - int8), 4),
+            "budget": budget.to_dict() if budget else None}

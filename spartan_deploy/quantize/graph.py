@@ -19,14 +19,9 @@ import onnx
 from onnx import numpy_helper
 
 from spartan_deploy.errors import QuantizationError, UsageError
+from spartan_deploy.onnx_graph import (
+    QDQ_OPS, QUANTIZED_OPS, GraphIndex, input_spec, load_onnx)
 
-QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
-# Operators that only exist in an already-quantized graph.
-QUANTIZED_OPS = QDQ_OPS | frozenset({
-    "QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QLinearConcat",
-    "QLinearSigmoid", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearLeakyRelu",
-    "QLinearReduceMean", "QLinearSoftmax", "QLinearWhere", "QGemm", "ConvInteger",
-    "MatMulInteger", "DynamicQuantizeLinear", "MatMulIntegerToFloat", "QAttention"})
 _POOL_OPS = frozenset({"ReduceMean", "GlobalAveragePool"})
 # Ops allowed on the pooled (N, C, 1, 1) path between the SE pool and its sigmoid.
 _GATE_PATH_OPS = frozenset({"Conv", "FusedConv", "Relu", "Clip", "Gemm", "MatMul", "Add",
@@ -43,37 +38,10 @@ INT8_COMPUTE_OPS = frozenset({
 _WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
-class GraphIndex:
-    """Producer and consumer lookups over one graph."""
-
-    def __init__(self, model: onnx.ModelProto) -> None:
-        self.model = model
-        self.nodes = list(model.graph.node)
-        self.by_name = {n.name: n for n in self.nodes}
-        self.producer = {out: n for n in self.nodes for out in n.output}
-        self.consumers: dict[str, list[onnx.NodeProto]] = collections.defaultdict(list)
-        for node in self.nodes:
-            for name in node.input:
-                self.consumers[name].append(node)
-        self.initializers = {i.name: i for i in model.graph.initializer}
-        self.outputs = {o.name for o in model.graph.output}
-
-
 def load_source(path: str | Path) -> onnx.ModelProto:
     """The float ONNX model to quantize, or a one-line error saying what is wrong."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"ONNX file {str(path)!r} does not exist; give the path of an "
-                         "exported model.onnx (spartan export)")
-    try:
-        model = onnx.load(str(path))
-    except Exception as err:  # protobuf raises its own DecodeError and friends
-        reason = type(err).__name__
-        raise UsageError(f"{str(path)!r} is not an ONNX model ({reason}); give an ONNX file "
-                         "written by spartan export") from None
-    if not model.graph.node or not model.graph.input:
-        raise UsageError(f"{str(path)!r} is not an ONNX model (no graph); give an ONNX file "
-                         "written by spartan export")
+    model = load_onnx(path)
     found = sorted({n.op_type for n in model.graph.node} & QUANTIZED_OPS)
     if found:
         raise QuantizationError(f"{str(path)!r} is already quantized (it has {', '.join(found)}"
@@ -92,14 +60,6 @@ def _check_io(model: onnx.ModelProto, path: Path) -> None:
     if elem != onnx.TensorProto.FLOAT:
         raise UsageError(f"{str(path)!r} takes {onnx.TensorProto.DataType.Name(elem)} input; "
                          "quantize the float32 export, not an FP16 one")
-
-
-def input_spec(model: onnx.ModelProto) -> tuple[str, list[int | str]]:
-    """Name and shape (ints or symbolic names) of the one image input."""
-    inits = {i.name for i in model.graph.initializer}
-    tensor = next(i for i in model.graph.input if i.name not in inits)
-    dims = [d.dim_param or d.dim_value for d in tensor.type.tensor_type.shape.dim]
-    return tensor.name, dims
 
 
 def find_fragile(model: onnx.ModelProto) -> dict[str, list[str]]:

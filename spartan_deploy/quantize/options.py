@@ -6,8 +6,10 @@ import dataclasses
 import enum
 import math
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from spartan_deploy._validate import (
+    non_negative_int, optional_positive_int, parse_choice, positive_int)
 from spartan_deploy.errors import UsageError
 from spartan_deploy.model.config import DataConfig
 
@@ -36,9 +38,10 @@ class QuantizeOptions:
     """How to quantize. ``calib_count=None`` takes every calibration image but a held-out share.
 
     ``exclude`` holds operator types or node names kept in float on top of the default
-    exclusions (``keep_fragile_float``). ``max_drop`` (top-1 points) needs ``data``, a
-    labelled dataset ("digits" or a folder). ``data_config`` overrides the preprocessing
-    recorded in the source ONNX manifest.
+    exclusions (``keep_fragile_float``). ``data`` is a labelled dataset ("digits" or a
+    folder) for the accuracy figures; None: the data the model records (digits for a
+    digits model), "none": no accuracy figures. ``max_drop`` (top-1 points) needs data.
+    ``data_config`` overrides the preprocessing recorded in the source ONNX manifest.
     """
 
     target: Target = Target.TENSORRT
@@ -51,7 +54,7 @@ class QuantizeOptions:
     max_drop: float | None = None
     data: str | None = None
     data_split: str = "test"
-    data_limit: int | None = None
+    limit: int | None = None  # seeded subset of the --data images
     percentile: float = 99.999
     cache: bool = True
     cache_dir: Path | None = None  # None: ``.cache/`` beside the output
@@ -74,46 +77,31 @@ class QuantizeOptions:
         return out
 
 
-_E = TypeVar("_E", bound=enum.Enum)
-
-
-def _parse_choice(choices: type[_E], value: str | _E, option: str) -> _E:
-    try:
-        return choices(value)
-    except ValueError:
-        raise UsageError(f"unknown {option} {value!r}; use one of: "
-                         f"{', '.join(c.value for c in choices)}") from None
-
-
 def parse_target(value: str | Target) -> Target:
-    return _parse_choice(Target, value, "--target")
+    return parse_choice(Target, value, "--target")
 
 
 def parse_method(value: str | CalibMethod) -> CalibMethod:
-    return _parse_choice(CalibMethod, value, "--method")
+    return parse_choice(CalibMethod, value, "--method")
 
 
 def validate_options(options: QuantizeOptions) -> QuantizeOptions:
     """Reject bad values naming the value and what to use; returns options with enums."""
     options = dataclasses.replace(options, target=parse_target(options.target),
                                   method=parse_method(options.method))
-    if options.calib_count is not None and options.calib_count < 1:
-        raise UsageError(f"--calib-count {options.calib_count} must be at least 1")
-    if options.holdout < 0:
-        raise UsageError(f"held-out image count {options.holdout} must be 0 or more")
-    if options.batch_size < 1:
-        raise UsageError(f"calibration batch size {options.batch_size} must be at least 1")
+    optional_positive_int(options.calib_count, "--calib-count")
+    non_negative_int(options.holdout, "held-out image count")
+    positive_int(options.batch_size, "calibration batch size")
+    optional_positive_int(options.limit, "--limit")
     if not 0.0 < options.percentile <= 100.0:
         raise UsageError(f"--percentile {options.percentile} must be in (0, 100]")
     if options.max_drop is not None:
         if not math.isfinite(options.max_drop) or options.max_drop < 0:
             raise UsageError(f"--max-drop {options.max_drop} must be a number of top-1 "
                              "points >= 0 (e.g. 0.5)")
-        if options.data is None:
-            raise UsageError("--max-drop needs labelled data to measure top-1: add "
-                             "--data digits or --data FOLDER (class sub-folders)")
-    if options.data_limit is not None and options.data_limit < 1:
-        raise UsageError(f"--data-limit {options.data_limit} must be at least 1")
+        if options.data is not None and options.data.strip().lower() == "none":
+            raise UsageError("--max-drop needs labelled data to measure top-1: add --data "
+                             "digits or --data FOLDER (class sub-folders)")
     bad = [item for item in options.exclude if not str(item).strip()]
     if bad:
         raise UsageError("--exclude got an empty name; give an operator type (e.g. Conv) or "

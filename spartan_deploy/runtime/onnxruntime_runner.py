@@ -1,8 +1,9 @@
-"""The ONNX Runtime runner: FP32, FP16 and INT8 (Q/DQ) ONNX files on CPU, CUDA or TensorRT EPs.
+"""The ONNX Runtime runner: FP32, FP16 and INT8 (Q/DQ) graphs on CPU, CUDA or TensorRT EPs.
 
 The CPU build of onnxruntime offers only the CPU provider; CUDA and TensorRT providers come
 with onnxruntime-gpu. A provider that the installed build lacks is a one-line error naming
-the package to install, never a silent fall-back to another provider.
+the package to install, never a silent fall-back to another provider. The runner takes an
+ONNX file or a graph in memory (stages measure graphs before they are written).
 """
 
 from __future__ import annotations
@@ -12,60 +13,55 @@ from typing import Any
 
 import numpy as np
 
-from spartan_deploy._io import read_manifest
-from spartan_deploy.errors import MissingDependencyError, UsageError
+from spartan_deploy.errors import MissingDependencyError
+from spartan_deploy.manifest import Manifest, read_manifest
+from spartan_deploy.precision import Precision
 from spartan_deploy.runtime.base import Runner, RunnerInfo
-from spartan_deploy.runtime.manifest import manifest_input_size, manifest_source_hash
 from spartan_deploy.runtime.options import Device, OrtProvider, RunnerOptions
+from spartan_deploy.runtime.ort_session import (
+    CPU_PROVIDER, SessionSpec, available_providers, open_session)
 
 _PROVIDER_NAMES = {
-    OrtProvider.CPU: ["CPUExecutionProvider"],
-    OrtProvider.CUDA: ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    OrtProvider.TENSORRT: ["TensorrtExecutionProvider", "CUDAExecutionProvider",
-                           "CPUExecutionProvider"],
+    OrtProvider.CPU: (CPU_PROVIDER,),
+    OrtProvider.CUDA: ("CUDAExecutionProvider", CPU_PROVIDER),
+    OrtProvider.TENSORRT: ("TensorrtExecutionProvider", "CUDAExecutionProvider", CPU_PROVIDER),
 }
 _INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
              "ConvInteger", "MatMulInteger"}
 
 
 class OnnxRuntimeRunner(Runner):
-    """Runs one ONNX file with an InferenceSession created in ``activate``."""
+    """Runs one ONNX graph with a session opened (by ``ort_session``) in ``activate``."""
 
-    def __init__(self, path: str | Path, options: RunnerOptions | None = None) -> None:
+    def __init__(self, model: str | Path | Any, options: RunnerOptions | None = None,
+                 name: str | None = None) -> None:
         super().__init__()
-        self.path = Path(path)
         self.options = options or RunnerOptions()
+        in_memory = not isinstance(model, (str, Path))
+        self.path = None if in_memory else Path(model)
+        self._model = model
         self.provider = _resolve_provider(self.options)
         self._session: Any = None
         self._input_name = ""
         self._input_dtype: Any = np.float32
-        manifest = read_manifest(self.path) or {}
-        precision = graph_precision(self.path, manifest)
+        manifest = None if self.path is None else read_manifest(self.path)
+        precision = graph_precision(model, manifest)
         device = "cpu" if self.provider is OrtProvider.CPU else "cuda"
         extra = {"provider": self.provider.value, "threads": self.options.threads,
-                 "input_size": manifest_input_size(manifest),
-                 "data_config": manifest.get("data_config"),
-                 "source_sha256": manifest_source_hash(manifest)}
-        self.info = RunnerInfo(f"onnxruntime-{self.provider.value} {precision}", "onnxruntime",
-                               precision, device, self.path, extra)
+                 "input_size": manifest.input_size if manifest else None,
+                 "data_config": dict(manifest.data_config) if manifest and
+                 manifest.data_config else None,
+                 "checkpoint_sha256": manifest.checkpoint_sha256 if manifest else None}
+        label = name or f"onnxruntime-{self.provider.value} {precision.value}"
+        self.info = RunnerInfo(label, "onnxruntime", precision.value, device, self.path, extra)
 
     def activate(self) -> None:
-        import onnxruntime as ort
-
-        session_options = ort.SessionOptions()
-        if self.options.threads is not None:
-            session_options.intra_op_num_threads = self.options.threads
-            session_options.inter_op_num_threads = 1
-        if not self.options.ort_spinning:
-            session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session_options.log_severity_level = 3  # warnings about unused initialisers are noise
-        try:
-            self._session = ort.InferenceSession(str(self.path), session_options,
-                                                 providers=_PROVIDER_NAMES[self.provider])
-        except Exception as err:  # onnxruntime raises its own untyped errors
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            raise UsageError(f"{str(self.path)!r} is not a loadable ONNX model ({first}); "
-                             "re-export it with `spartan export`") from None
+        spec = SessionSpec(providers=_PROVIDER_NAMES[self.provider],
+                           threads=self.options.threads,
+                           optimization=self.options.optimization,
+                           spinning=self.options.ort_spinning)
+        self._session = open_session(self._model, spec,
+                                     what=repr(str(self.path)) if self.path else None)
         first_input = self._session.get_inputs()[0]
         self._input_name = first_input.name
         self._input_dtype = np.float16 if first_input.type == "tensor(float16)" else np.float32
@@ -87,9 +83,7 @@ class OnnxRuntimeRunner(Runner):
 
 
 def _resolve_provider(options: RunnerOptions) -> OrtProvider:
-    import onnxruntime as ort
-
-    available = set(ort.get_available_providers())
+    available = set(available_providers())
     wanted = options.provider
     if wanted is OrtProvider.AUTO:
         if options.device is Device.CPU:
@@ -110,24 +104,24 @@ def _resolve_provider(options: RunnerOptions) -> OrtProvider:
     return wanted
 
 
-def graph_precision(path: Path, manifest: dict[str, Any] | None = None) -> str:
-    """fp32 | fp16 | int8 | int8+fp16: the manifest's word, else read from the graph."""
-    manifest = manifest or {}
-    for key in ("precision", "mode"):
-        value = manifest.get(key) or (manifest.get("options") or {}).get(key)
-        if isinstance(value, str) and value in ("fp32", "fp16", "int8", "int8+fp16"):
-            return value
+def graph_precision(model: str | Path | Any, manifest: Manifest | None = None) -> Precision:
+    """The manifest's precision, else read from the graph (Q/DQ, FP16 initialisers)."""
+    if manifest is not None:
+        return manifest.precision
     import onnx
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:  # an unreadable file is reported when the session is created
-        return "fp32"
+    if isinstance(model, (str, Path)):
+        try:
+            model = onnx.load(str(model), load_external_data=False)
+        except Exception:  # an unreadable file is reported when the session is created
+            return Precision.FP32
+    elif isinstance(model, (bytes, bytearray)):
+        model = onnx.load_from_string(bytes(model))
     ops = {node.op_type for node in model.graph.node}
     half = any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
     if ops & _INT8_OPS:
-        return "int8+fp16" if half else "int8"
-    return "fp16" if half else "fp32"
+        return Precision.INT8_FP16 if half else Precision.INT8
+    return Precision.FP16 if half else Precision.FP32
 
 
 def _static_hw(shape: list[Any]) -> int | None:

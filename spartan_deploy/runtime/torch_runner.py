@@ -174,5 +174,5 @@ def open_torch_checkpoint(path: Path, options: RunnerOptions) -> TorchRunner:
 
     loaded = load_model(weights=path, trust_checkpoint=options.trust_checkpoint)
     extra = {"input_size": loaded.data_config.input_size, "data_config": loaded.data_config,
-             "model": loaded.name, "source_sha256": loaded.weights_sha256}
+             "model": loaded.name, "checkpoint_sha256": loaded.weights_sha256}
     return TorchRunner(loaded.model, options, artefact=path, extra=extra)

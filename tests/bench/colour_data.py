@@ -7,7 +7,6 @@ One green image sits in 0_red: the correct model scores exactly 6 of 7.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +46,9 @@ def write_model(path: Path, weight: np.ndarray, quantized: bool = False,
     """The pool-linear ONNX with a manifest recording its preprocessing, as export writes."""
     make_pool_linear_onnx(path, weight, quantized=quantized)
     if manifest:
-        path.with_name(path.name + ".json").write_text(json.dumps(
-            {"data_config": DATA_CONFIG.to_dict(), "img_size": DATA_CONFIG.input_size}))
+        from spartan_deploy.precision import Precision
+
+        from ..manifests import record
+        record(path, Precision.INT8 if quantized else Precision.FP32,
+               data_config=DATA_CONFIG.to_dict())
     return path

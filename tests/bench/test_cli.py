@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from spartan_deploy.cli import app, run
-from spartan_deploy.cli.bench import parse_batches
+from spartan_deploy.cli.options import parse_batches
 from spartan_deploy.errors import UsageError
 from tests.bench import colour_data as cd
 

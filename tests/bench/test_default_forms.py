@@ -1,14 +1,14 @@
-"""The no-artefact bench: the default model in every form present or cheap to make."""
+"""The no-artefact bench: the default model in every form already made, nothing made here."""
 
 from __future__ import annotations
-
 
 import pytest
 
 from spartan_deploy import model as model_pkg
-from spartan_deploy._io import read_manifest
 from spartan_deploy.bench import BenchOptions, run_bench
-from spartan_deploy.bench.artefacts import DefaultForms, default_runners
+from spartan_deploy.bench.artefacts import DefaultForms, default_runners, descends_from
+from spartan_deploy.bench.bench import AccuracySpec
+from spartan_deploy.export import ExportOptions, export_onnx
 from spartan_deploy.model import DataConfig, load_model, save_checkpoint
 from spartan_deploy.runtime import Device, RunnerOptions
 
@@ -17,65 +17,53 @@ OPTIONS = RunnerOptions(device=Device.CPU, threads=1)
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory, tiny_model):
-    """One export for the module (exports take seconds on 2 cores): (loaded, runs, notes)."""
+    """A checkpoint, and its export in runs/<model>/: (loaded, runs)."""
     root = tmp_path_factory.mktemp("forms")
     path = save_checkpoint(root / "tiny.pt", tiny_model, DataConfig(input_size=64))
     loaded = load_model(weights=path)
-    notes: list[str] = []
-    named = default_runners(loaded, OPTIONS, root / "runs", notes.append)
-    return loaded, root / "runs", notes, [label for label, _ in named]
+    runs = root / "runs"
+    export_onnx(loaded, runs / loaded.name / "model.onnx", ExportOptions())
+    return loaded, runs
 
 
-def test_forms_are_made_once_and_reused(made) -> None:
-    loaded, runs, notes, labels = made
-    assert labels[:2] == ["pytorch eager", "onnx fp32"]
+def test_existing_forms_are_benched_and_missing_ones_named(made) -> None:
+    loaded, runs = made
     forms = DefaultForms(runs / loaded.name)
-    assert forms.fp32_onnx.is_file()
-    assert loaded.weights_sha256 in str(read_manifest(forms.fp32_onnx))
-    assert any("exporting" in n for n in notes)
-    # INT8 is made when the quantize stage is available, otherwise skipped with a reason.
-    assert "onnx int8 (cpu)" in labels or any("INT8 ONNX skipped" in n for n in notes)
-    stamp = forms.fp32_onnx.stat().st_mtime_ns
-    again: list[str] = []
-    default_runners(loaded, OPTIONS, runs, again.append)
-    assert forms.fp32_onnx.stat().st_mtime_ns == stamp
-    assert not any("exporting" in n for n in again)
+    stamp = (runs / loaded.name / "model.onnx").stat().st_mtime_ns
+    notes: list[str] = []
+    labels = [label for label, _ in default_runners(loaded, OPTIONS, runs, notes.append)]
+    assert labels == ["pytorch eager", "onnx fp32"]
+    # The INT8 form is not there: a note says how to make it, and nothing was made.
+    assert any("model.int8.cpu.onnx" in n and "spartan pipeline" in n for n in notes)
+    assert not (forms.run_dir / "model.int8.cpu.onnx").exists()
+    assert (runs / loaded.name / "model.onnx").stat().st_mtime_ns == stamp
 
 
 def test_run_bench_without_artefacts(monkeypatch, made) -> None:
-    loaded, runs, _, _ = made
+    loaded, runs = made
     monkeypatch.setattr(model_pkg, "load_model", lambda *a, **k: loaded)
     report = run_bench([], BenchOptions((2,), warmup_s=0, iterations=2), OPTIONS,
                        runs_dir=runs)
-    assert report.labels[:2] == ["pytorch eager", "onnx fp32"]
+    assert report.labels == ["pytorch eager", "onnx fp32"]
     assert all(r.img_size == 64 and r.latency.iterations == 2 for r in report.results)
     assert report.relative_speed(report.results[0]) == 1.0
-    assert not any("exporting" in n for n in report.notes)  # reused
 
 
-def test_stale_onnx_is_made_again(made) -> None:
-    loaded, runs, _, _ = made
-    manifest = DefaultForms(runs / loaded.name).fp32_onnx.with_suffix(".onnx.json")
-    manifest.write_text(manifest.read_text().replace(loaded.weights_sha256, "0" * 64))
-    notes: list[str] = []
-    default_runners(loaded, OPTIONS, runs, notes.append)
-    assert any("exporting" in n for n in notes)
+def test_a_form_of_other_weights_or_changed_bytes_is_not_benched(made, tmp_path) -> None:
+    loaded, runs = made
+    onnx = runs / loaded.name / "model.onnx"
+    assert descends_from(onnx, loaded.weights_sha256)
+    assert not descends_from(onnx, "0" * 64)
+    copy = tmp_path / "model.onnx"
+    copy.write_bytes(onnx.read_bytes() + b"\0")
+    (tmp_path / "model.onnx.json").write_text((runs / loaded.name / "model.onnx.json").read_text())
+    assert not descends_from(copy, loaded.weights_sha256)
 
 
-
-def test_auto_accuracy_uses_the_recorded_test_data(monkeypatch, made) -> None:
-    from types import SimpleNamespace
-
-    from spartan_deploy.bench.bench import AccuracySpec, _resolve_auto
-
-    loaded, runs, _, _ = made
-    auto = AccuracySpec("auto", limit=5)
-    assert _resolve_auto(auto, loaded) is None  # the tiny checkpoint records no test data
-    recorded = SimpleNamespace(checkpoint=SimpleNamespace(
-        metrics={"dataset": {"source": "digits", "split": "test"}}))
-    assert _resolve_auto(auto, recorded) == AccuracySpec("digits", limit=5)
-    assert _resolve_auto(AccuracySpec("digits"), loaded) == AccuracySpec("digits")
+def test_auto_accuracy_needs_recorded_data(monkeypatch, made) -> None:
+    loaded, runs = made
     monkeypatch.setattr(model_pkg, "load_model", lambda *a, **k: loaded)
-    report = run_bench([], BenchOptions((2,), warmup_s=0, iterations=1), OPTIONS, auto,
-                       runs_dir=runs)
+    # The tiny model is not preprocessed like the digits: auto means timing only.
+    report = run_bench([], BenchOptions((2,), warmup_s=0, iterations=1), OPTIONS,
+                       AccuracySpec(None, limit=5), runs_dir=runs)
     assert report.accuracy == {} and report.data is None

@@ -37,7 +37,7 @@ def test_train_refuses_unwritable_output(capsys: pytest.CaptureFixture[str]) -> 
 
 @pytest.mark.parametrize("argv, named", [
     (["--lr", "0"], "--lr 0.0"),
-    (["--batch-size", "0"], "--batch-size 0"),
+    (["--batch", "0"], "--batch 0"),
     (["--channel-multiple", "0"], "--channel-multiple 0"),
     (["--train-limit", "-1"], "--train-limit -1"),
     (["--calib", "nosuch"], "'nosuch'"),

@@ -25,7 +25,7 @@ def _invoke(*args: str):
 
 
 def test_info_json_reports_official_figures():
-    result = _invoke("info", "--model", "spartan-t", "--json")
+    result = _invoke("info", "--model", "spartan-t", "--json", "-")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["params"] == 3_820_296
@@ -44,7 +44,7 @@ def test_info_with_weights_infers_architecture(tmp_path, official_fixture):
     path = tmp_path / "tiny.pt"
     torch.save({"model": {"module." + k: v for k, v in official_fixture["state_dict"].items()}},
                path)
-    result = _invoke("info", "--weights", str(path), "--json", "--img-size", "64")
+    result = _invoke("info", "--weights", str(path), "--json", "-", "--img-size", "64")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["config"]["layer_depths"] == [1, 1, 2, 1]
 
@@ -98,6 +98,6 @@ def test_yaml_custom_model_works(tmp_path):
     path.write_text("layer_depths: [1, 1, 2, 1]\nexpand_ratios: [4, 4, 2, 2]\n"
                     "dims: [32, 64, 128]\ninit_dim: 16\nnum_classes: 10\n"
                     "data: {input_size: 64}\n")
-    result = _invoke("info", "--model", str(path), "--json")
+    result = _invoke("info", "--model", str(path), "--json", "-")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["img_size"] == 64

@@ -26,12 +26,12 @@ def tiny_qdq_dir(tiny_onnx_dir, tmp_path_factory) -> Path:
     """A Q/DQ graph of the tiny model from ONNX Runtime's static quantizer (independent of the
     project's quantize stage, so tests of it check only what the engine stage does), with a
     manifest naming its FP32 source the way the quantize stage's manifests do."""
-    import json
-
     import numpy as np
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
-    from spartan_deploy._io import sha256_file
+    from spartan_deploy.manifest import (
+        ArtefactKind, Manifest, parent_of, read_manifest, save_artefact)
+    from spartan_deploy.precision import Precision
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -42,13 +42,20 @@ def tiny_qdq_dir(tiny_onnx_dir, tmp_path_factory) -> Path:
         def get_next(self):
             return next(self.batches, None)
 
+    import shutil
+
     folder = tmp_path_factory.mktemp("tiny-qdq")
-    fp32 = tiny_onnx_dir / "model.onnx"
+    for name in ("model.onnx", "model.onnx.json"):  # the FP32 parent beside its Q/DQ child
+        shutil.copy(tiny_onnx_dir / name, folder / name)
+    fp32 = folder / "model.onnx"
     out = folder / "model.int8.trt.onnx"
-    quantize_static(str(fp32), str(out), Reader(), quant_format=QuantFormat.QDQ,
+    staged = folder / "staged.onnx"
+    quantize_static(str(fp32), str(staged), Reader(), quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=["Conv"], per_channel=True)
-    source_manifest = json.loads((tiny_onnx_dir / "model.onnx.json").read_text())
-    manifest = {"model": "tiny", "data_config": source_manifest["data_config"],
-                "source": {"onnx": str(fp32), "onnx_sha256": sha256_file(fp32)}}
-    (folder / "model.int8.trt.onnx.json").write_text(json.dumps(manifest))
+    source = read_manifest(fp32)
+    record = Manifest(kind=ArtefactKind.ONNX, stage="quantize", precision=Precision.INT8,
+                      parent=parent_of(fp32, out), checkpoint_sha256=source.checkpoint_sha256,
+                      model="tiny", data_config=source.data_config, io=source.io)
+    save_artefact(out, lambda tmp: tmp.write_bytes(staged.read_bytes()), record)
+    staged.unlink()
     return folder

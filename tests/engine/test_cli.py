@@ -31,21 +31,24 @@ def test_fp16_without_tensorrt_writes_the_graph_then_exits_4(tiny_onnx: Path) ->
     message = result.output.split("error:", 1)[1]
     assert "model.fp16.onnx" in message and "TensorRT is not installed" in message
     assert "tensorrt extra" in message and "model.fp16.plan was not built" in message
-    assert "accuracy (359 images)" in result.output  # measured before stopping
+    assert "fp16 graph" in result.output and "top-1 FP32" in result.output  # measured first
     assert sorted(files(folder)) == ["model.fp16.onnx", "model.fp16.onnx.json",
-                                     "model.onnx", "model.onnx.json"]  # no plan, no temp file
+                                     "model.onnx", "model.onnx.json",
+                                     "pipeline.json"]  # no plan, no temp file
     manifest = json.loads((folder / "model.fp16.onnx.json").read_text())
     assert manifest["precision"] == "fp16" and manifest["model"] == "tiny"
-    assert manifest["fp32_nodes"]["by_part"]["norm"]["fp32"] > 0
-    accuracy = manifest["accuracy"]
+    assert manifest["stage"] == "precision-graph" and manifest["parent"]["path"] == "model.onnx"
+    assert manifest["details"]["fp32_nodes"]["by_part"]["norm"]["fp32"] > 0
+    accuracy = manifest["measurements"]
     assert accuracy["count"] == 359 and accuracy["data"]["source"] == "digits"
     assert accuracy["top1"] is not None and accuracy["budget_points"] == 0.2
-    assert manifest["source"]["sha256"] and manifest["data_config"]["input_size"] == 32
+    assert manifest["checkpoint_sha256"] is None  # the tiny export came from no file
+    assert manifest["data_config"]["input_size"] == 32
 
-    # Again without --force: refused before any work, nothing touched.
+    # Again: the complete graph is reused (nothing rewritten), the build still exits 4.
     before = files(folder)
     again = invoke(tiny_onnx, "--fp16")
-    assert again.exit_code == 1 and "--force" in again.output
+    assert again.exit_code == 4 and "reused" in again.output
     assert files(folder) == before
 
 
@@ -56,11 +59,10 @@ def test_fp16_without_tensorrt_writes_the_graph_then_exits_4(tiny_onnx: Path) ->
     (["--workspace", "4X"], "--workspace"),
     (["--workspace", "0M"], "--workspace"),
     (["--opt-level", "6"], "--opt-level"),
-    (["--int8"], "--calib"),
     (["--calib", "calib"], "only used with --int8"),
-    (["--fp16", "-o", "engine.onnx"], ".plan or .engine"),
+    (["-o", "engine.onnx"], ".plan or .engine"),
     (["--fp16", "--timing-cache", "nowhere/cache.bin"], "--timing-cache"),
-    (["--fp16", "--eval-limit", "0"], "--eval-limit"),
+    (["--fp16", "--limit", "0"], "--limit"),
 ])
 def test_bad_options_exit_2_before_writing(tiny_onnx: Path, args: list[str],
                                            message: str) -> None:
@@ -84,12 +86,12 @@ def test_missing_onnx_and_mixed_sources_are_refused(tmp_path: Path, tiny_onnx: P
 
 
 @needs_no_tensorrt
-def test_fp32_build_without_tensorrt_writes_nothing(tiny_onnx: Path) -> None:
-    before = files(tiny_onnx.parent)
+def test_fp32_build_without_tensorrt_writes_no_graph(tiny_onnx: Path) -> None:
     result = invoke(tiny_onnx)
     assert result.exit_code == 4
-    assert "no graph to write (the source ONNX is already the graph to build)" in result.output
-    assert files(tiny_onnx.parent) == before
+    assert "model.fp32.plan was not built" in result.output and "wrote" not in result.output
+    assert sorted(set(files(tiny_onnx.parent)) - {"pipeline.json"}) == [
+        "model.onnx", "model.onnx.json"]
 
 
 @needs_no_tensorrt
@@ -97,15 +99,16 @@ def test_quantized_source_with_fp16_measures_against_its_fp32_onnx(tiny_qdq_dir:
                                                                    tmp_path: Path) -> None:
     import shutil
 
-    for name in ("model.int8.trt.onnx", "model.int8.trt.onnx.json"):
+    for name in ("model.onnx", "model.onnx.json", "model.int8.trt.onnx",
+                 "model.int8.trt.onnx.json"):
         shutil.copy(tiny_qdq_dir / name, tmp_path / name)
-    refused = invoke(tmp_path / "model.int8.trt.onnx", "--int8", "--calib", tmp_path)
+    refused = invoke(tmp_path / "model.int8.trt.onnx", "--int8")
     assert refused.exit_code == 2 and "already quantized" in refused.output
     result = invoke(tmp_path / "model.int8.trt.onnx", "--fp16")
     assert result.exit_code == 4, result.output
     assert "model.int8.fp16.onnx" in result.output
     manifest = json.loads((tmp_path / "model.int8.fp16.onnx.json").read_text())
-    accuracy = manifest["accuracy"]
+    accuracy = manifest["measurements"]
     assert manifest["precision"] == "int8+fp16" and accuracy["budget_points"] == 1.0
     assert "FP32 ONNX" in accuracy["reference"] and "quantized from" in accuracy["reference"]
     assert accuracy["quantize_stage_only"]["count"] == accuracy["count"] == 359

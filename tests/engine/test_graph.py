@@ -9,7 +9,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from spartan_deploy.engine import FragilePart, find_parts
-from spartan_deploy.engine.graph import GraphIndex, ensure_node_names, reduce_axes
+from spartan_deploy.engine.graph import reduce_axes
+from spartan_deploy.onnx_graph import GraphIndex, ensure_node_names
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_parts_match_the_model_structure(tiny_graph, tiny_config) -> None:
 
 def test_parts_survive_opset_18_reduce_axes_as_inputs(tiny_graph) -> None:
     converted = ensure_node_names(onnx.version_converter.convert_version(tiny_graph, 18))
-    index = GraphIndex.of(converted)
+    index = GraphIndex(converted)
     means = [n for n in converted.graph.node if n.op_type == "ReduceMean"]
     assert all(not any(a.name == "axes" for a in n.attribute) for n in means)
     assert {reduce_axes(index, n) for n in means} == {frozenset({1, 2, 3}), frozenset({2, 3})}

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from spartan_deploy.engine import (
-    BatchProfile, BuildOptions, HardwareCompat, Precision, parse_size, plan_outputs,
-    precision_from_flags)
+    BatchProfile, BuildOptions, HardwareCompat, default_graph_path, default_plan_path,
+    parse_size)
+from spartan_deploy.engine.build import check_plan_path
 from spartan_deploy.errors import UsageError
+from spartan_deploy.precision import Precision
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -79,64 +81,20 @@ def test_timing_cache_must_be_a_file_in_an_existing_folder(tmp_path: Path) -> No
     assert BuildOptions(timing_cache=new).to_dict()["timing_cache"] == str(new)
 
 
-@pytest.mark.parametrize("fp16, int8, calib, qdq, expected", [
-    (False, False, None, False, Precision.FP32),
-    (True, False, None, False, Precision.FP16),
-    (False, True, Path("calib"), False, Precision.INT8_FP16),
-    (True, True, Path("calib"), False, Precision.INT8_FP16),
-    (False, False, None, True, Precision.INT8),
-    (True, False, None, True, Precision.INT8_FP16),
-])
-def test_precision_from_flags(fp16, int8, calib, qdq, expected) -> None:
-    assert precision_from_flags(fp16, int8, calib, qdq) is expected
-
-
-@pytest.mark.parametrize("fp16, int8, calib, qdq, message", [
-    (False, True, None, False, "--int8 needs calibration"),
-    (False, False, Path("c"), False, "--calib is only used with --int8"),
-    (False, True, Path("c"), True, "already quantized"),
-])
-def test_inconsistent_precision_flags_are_refused(fp16, int8, calib, qdq, message) -> None:
-    with pytest.raises(UsageError, match=message):
-        precision_from_flags(fp16, int8, calib, qdq)
-
-
 def test_default_output_names_sit_beside_the_source(tmp_path: Path) -> None:
     src = tmp_path / "model.onnx"
-    fp16 = plan_outputs(src, Precision.FP16, None)
-    assert (fp16.qdq, fp16.graph, fp16.plan) == (
-        None, tmp_path / "model.fp16.onnx", tmp_path / "model.fp16.plan")
-    int8 = plan_outputs(src, Precision.INT8_FP16, None)
-    assert (int8.qdq, int8.graph, int8.plan) == (
-        tmp_path / "model.int8.trt.onnx", tmp_path / "model.int8.fp16.onnx",
-        tmp_path / "model.int8.fp16.plan")
-    assert plan_outputs(src, Precision.FP32, None).graph is None
-    # An already-quantized source is not quantized again, and names do not stack tags.
-    from_qdq = plan_outputs(tmp_path / "model.int8.trt.onnx", Precision.INT8_FP16, None, True)
-    assert (from_qdq.qdq, from_qdq.graph) == (None, tmp_path / "model.int8.fp16.onnx")
+    assert default_graph_path(src, Precision.FP16) == tmp_path / "model.fp16.onnx"
+    qdq = tmp_path / "model.int8.trt.onnx"
+    # Names do not stack precision tags.
+    assert default_graph_path(qdq, Precision.INT8_FP16) == tmp_path / "model.int8.fp16.onnx"
+    assert default_plan_path(tmp_path / "model.fp16.onnx") == tmp_path / "model.fp16.plan"
+    assert default_plan_path(tmp_path / "model.int8.fp16.onnx") == \
+        tmp_path / "model.int8.fp16.plan"
+    assert default_plan_path(qdq) == tmp_path / "model.int8.trt.plan"
+    assert default_plan_path(src) == tmp_path / "model.fp32.plan"
 
 
-def test_output_option_names_the_plan_and_its_graphs(tmp_path: Path) -> None:
-    out = plan_outputs(tmp_path / "model.onnx", Precision.INT8_FP16, tmp_path / "e" / "x.plan")
-    assert (out.qdq, out.graph, out.plan) == (
-        tmp_path / "e" / "x.qdq.onnx", tmp_path / "e" / "x.onnx", tmp_path / "e" / "x.plan")
-    assert len(out.all()) == 6  # each with its manifest
+def test_plan_path_must_end_in_plan_or_engine(tmp_path: Path) -> None:
+    assert check_plan_path(tmp_path / "x.engine") == tmp_path / "x.engine"
     with pytest.raises(UsageError, match=r"\.plan or \.engine"):
-        plan_outputs(tmp_path / "model.onnx", Precision.FP16, tmp_path / "x.onnx")
-
-
-def test_onnxruntime_tensorrt_ep_options_follow_the_build_options(tmp_path: Path) -> None:
-    from spartan_deploy.engine.ort_trt import tensorrt_ep_options
-
-    options = BuildOptions(profile=BatchProfile(2, 16, 64), workspace=parse_size("512M"),
-                           opt_level=5, hw_compat=HardwareCompat.AMPERE_PLUS, sparsity=True)
-    ep = tensorrt_ep_options(options, "input", (3, 32, 32), tmp_path)
-    assert ep["trt_profile_min_shapes"] == "input:2x3x32x32"
-    assert ep["trt_profile_max_shapes"] == "input:64x3x32x32"
-    assert ep["trt_max_workspace_size"] == str(512 << 20)
-    assert ep["trt_builder_optimization_level"] == "5"
-    assert ep["trt_sparsity_enable"] == "True" and ep["trt_engine_hw_compatible"] == "True"
-    # precision comes from the graph: the EP's own precision switches stay off
-    assert ep["trt_fp16_enable"] == ep["trt_int8_enable"] == "False"
-    assert ep["trt_engine_cache_path"] == str(tmp_path)
-    assert "trt_engine_cache_enable" not in tensorrt_ep_options(BuildOptions(), "x", (3, 8, 8))
+        check_plan_path(tmp_path / "x.onnx")

@@ -10,8 +10,9 @@ from onnx import TensorProto
 from spartan_deploy.engine import (
     DEFAULT_KEEP_FP32, FragilePart, PrecisionOptions, convert_to_fp16, find_parts,
     node_precisions)
-from spartan_deploy.engine.evaluate import EvalData, measure, reference_logits, run_logits, session
-from spartan_deploy.engine.precision import has_qdq
+from spartan_deploy.engine.evaluate import graph_logits, measure, reference_logits
+from spartan_deploy.evaluation import EvalData
+from spartan_deploy.onnx_graph import has_qdq
 
 
 def _types(model: onnx.ModelProto) -> dict[str, int]:
@@ -83,4 +84,4 @@ def test_int8_graph_keeps_qdq_and_converts_the_rest(tiny_qdq_dir) -> None:
     assert {precisions[n] for n in parts[FragilePart.NORM]} == {"fp32"}
     assert "fp16" in {precisions[n] for n in parts[FragilePart.SE_GATE]}
     images = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
-    assert np.isfinite(run_logits(session(model), images)).all()
+    assert np.isfinite(graph_logits(model, images, as_written=False)).all()

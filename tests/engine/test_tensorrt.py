@@ -9,8 +9,10 @@ import numpy as np
 import onnx
 import pytest
 
-from spartan_deploy.engine import BatchProfile, BuildOptions, EngineOptions, build_engine
-from spartan_deploy.engine.evaluate import reference_logits, EvalData
+from spartan_deploy.engine import BatchProfile, BuildOptions, build_engine
+from spartan_deploy.engine.evaluate import reference_logits
+from spartan_deploy.engine.precision_graph import make_precision_graph
+from spartan_deploy.evaluation import EvalData
 from spartan_deploy.errors import RuntimeMismatchError, UsageError
 
 pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu]
@@ -18,13 +20,13 @@ pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu]
 
 @pytest.fixture
 def fp16_engine(tiny_onnx: Path) -> Path:
-    options = EngineOptions(fp16=True, eval_limit=64,
-                            build=BuildOptions(profile=BatchProfile(1, 4, 8),
-                                               workspace=1 << 30,
-                                               timing_cache=tiny_onnx.parent / "cache.bin"))
-    result = build_engine(tiny_onnx, options)
-    assert result.plan is not None and result.plan.is_file()
-    return result.plan
+    images = np.random.default_rng(0).standard_normal((16, 3, 32, 32)).astype(np.float32)
+    graph = make_precision_graph(tiny_onnx, EvalData(images, None, {}), force=True).path
+    build = BuildOptions(profile=BatchProfile(1, 4, 8), workspace=1 << 30,
+                         timing_cache=tiny_onnx.parent / "cache.bin")
+    result = build_engine(graph, build, force=True)
+    assert result.path.is_file()
+    return result.path
 
 
 def test_build_writes_plan_sidecar_and_timing_cache(fp16_engine: Path) -> None:

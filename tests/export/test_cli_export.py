@@ -30,13 +30,14 @@ def _one_line_error(result) -> str:
 def test_export_default_output_and_summary(checkpoint, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["export", "--fmt", "onnx", "--weights", str(checkpoint),
-                                 "--json"])
+                                 "--json", "-"])
     assert result.exit_code == 0, result.output
     out = tmp_path / "runs" / "tiny" / "model.onnx"
     assert out.is_file() and (tmp_path / "runs" / "tiny" / "model.onnx.json").is_file()
     manifest = json.loads(result.output)
-    assert manifest["parity"]["max_abs_diff"] <= 1e-4
-    assert manifest["source"]["random_init"] is False
+    assert manifest["measurements"]["parity"]["max_abs_diff"] <= 1e-4
+    assert manifest["details"]["random_init"] is False
+    assert manifest["schema"] == "spartan-deploy/manifest/2" and manifest["kind"] == "onnx"
     again = runner.invoke(app, ["export", "--weights", str(checkpoint)])
     assert "--force" in _one_line_error(again)
 
@@ -46,8 +47,16 @@ def test_help_lists_formats():
     assert result.exit_code == 0 and "onnx" in result.output and "--fmt" in result.output
 
 
+def test_unknown_format_is_one_line(checkpoint, tmp_path, capsys):
+    from spartan_deploy.cli import run
+    rc = run(["export", "--weights", str(checkpoint), "-o", str(tmp_path / "m.onnx"),
+              "--fmt", "tflite"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and len(err) == 1 and "'tflite'" in err[0] and "onnx" in err[0]
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(("args", "expected"), [
-    (["--fmt", "tflite"], "--fmt 'tflite' is not supported; use one of: onnx"),
     (["--opset", "12"], "--opset 12 is not supported"),
     (["--batch", "2", "--dynamic-batch"], "not both"),
 ])

@@ -34,7 +34,7 @@ def test_prune_writes_a_checkpoint_and_reports(tiny_weights, tmp_path):
 
 def test_prune_json(tiny_weights, tmp_path):
     result = _run("-w", str(tiny_weights), "--target-macs", "1M", "-o",
-                  str(tmp_path / "o.pt"), "--json")
+                  str(tmp_path / "o.pt"), "--json", "-")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["pruned"]["macs"] <= 1_000_000 < data["before"]["macs"]

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from spartan_deploy._io import manifest_path
+from spartan_deploy.manifest import manifest_path
 from spartan_deploy.data import DIGITS_DATA_CONFIG
 from spartan_deploy.errors import OutputExistsError, UsageError
 from spartan_deploy.model import LoadedModel, infer_config, load_model, read_checkpoint
@@ -32,7 +32,9 @@ def test_saved_widths_reload_to_the_same_config_and_outputs(loaded, tmp_path):
         torch.testing.assert_close(reloaded(x), result.model(x), rtol=0, atol=0)
     manifest = json.loads(manifest_path(out).read_text())
     assert manifest["sha256"] == checkpoint.sha256
-    assert manifest["pruned"]["params"] == result.pruned.params < manifest["before"]["params"]
+    figures = manifest["measurements"]
+    assert figures["pruned"]["params"] == result.pruned.params < figures["before"]["params"]
+    assert manifest["kind"] == "checkpoint" and manifest["stage"] == "prune"
     assert checkpoint.meta["width_ratio"] == pytest.approx(0.35)
 
 
@@ -88,7 +90,7 @@ def test_existing_output_needs_force(loaded, tmp_path):
 
 
 def test_taylor_with_data_two_four_and_fine_tune(loaded, tmp_path):
-    options = PruneOptions(ratio=0.3, method=Method.TAYLOR, data="digits", eval_limit=64,
+    options = PruneOptions(ratio=0.3, method=Method.TAYLOR, data="digits", limit=64,
                            train_limit=64, calib_count=32, finetune_epochs=1,
                            sparsity=Sparsity.TWO_FOUR, batch_size=32)
     result = prune(loaded, options, tmp_path / "t.pt")

@@ -45,7 +45,7 @@ def cpu_run(q_onnx_dir, calib_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("cpu-run") / "model.int8.cpu.onnx"
     return quantize_onnx(q_onnx_dir / "model.onnx", calib_dir,
                          QuantizeOptions(target=Target.CPU, method="max", data="digits",
-                                         data_limit=48), out)
+                                         limit=48), out)
 
 
 @pytest.fixture(scope="session")

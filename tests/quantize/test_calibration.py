@@ -79,12 +79,12 @@ def _two_conv_model(path: Path) -> None:
 
 
 def _reference(path: Path, images: np.ndarray) -> dict[str, np.ndarray]:
-    from spartan_deploy.quantize.evaluate import session
+    from spartan_deploy.runtime.ort_session import open_session
 
     model = onnx.load(path)
     for name in ("a", "r"):
         model.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
-    sess = session(model)
+    sess = open_session(model)
     return dict(zip(["y", "a", "r"], sess.run(["y", "a", "r"], {"x": images})))
 
 

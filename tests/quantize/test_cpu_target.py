@@ -11,7 +11,8 @@ import pytest
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
-from spartan_deploy._io import read_manifest, sha256_file
+from spartan_deploy._io import sha256_file
+from spartan_deploy.manifest import read_manifest
 from spartan_deploy.cli import app
 from spartan_deploy.errors import OutputExistsError, QuantizationError
 from spartan_deploy.quantize import QuantizeOptions, Target, graph, quantize_onnx
@@ -113,23 +114,31 @@ def test_fragile_and_grouped_parts_stay_float(cpu_run, q_onnx_dir) -> None:
 
 
 def test_figures_and_manifest(cpu_run, q_onnx_dir, calib_dir) -> None:
-    manifest = read_manifest(cpu_run.path)
-    assert manifest == cpu_run.manifest
+    recorded = read_manifest(cpu_run.path)
+    assert recorded == cpu_run.manifest
+    manifest = recorded.to_dict()
     assert cpu_run.manifest_path == cpu_run.path.with_name(cpu_run.path.name + ".json")
-    assert manifest["source"]["onnx_sha256"] == sha256_file(q_onnx_dir / "model.onnx")
-    assert manifest["precision"] == "int8" and manifest["target"] == "cpu"
-    calib = manifest["calibration"]
+    assert manifest["parent"]["sha256"] == sha256_file(q_onnx_dir / "model.onnx")
+    assert manifest["stage"] == "quantize" and manifest["precision"] == "int8"
+    assert manifest["options"]["target"] == "cpu" and manifest["details"]["target"] == "cpu"
+    # The lineage reaches back to the checkpoint the export recorded.
+    assert manifest["checkpoint_sha256"] == read_manifest(
+        q_onnx_dir / "model.onnx").checkpoint_sha256
+    details = manifest["details"]
+    calib = details["calibration"]
     total = len(list(calib_dir.glob("*.png")))
     assert calib["images"] + calib["held_out"] == total and len(calib["files"]) == calib["images"]
     assert all(len(f["sha256"]) == 64 for f in calib["files"])
-    assert manifest["quantized_nodes"] == list(cpu_run.quantized_nodes)
-    assert set(manifest["excluded_nodes"]) >= {"se_gate", "superposition", "head"}
+    assert details["quantized_nodes"] == list(cpu_run.quantized_nodes)
+    assert set(details["excluded_nodes"]) >= {"se_gate", "superposition", "head"}
     holdout = cpu_run.holdout
-    assert holdout.images == calib["held_out"] > 0
+    assert holdout.samples == calib["held_out"] > 0
     assert 0.0 <= holdout.top1_agreement <= 1.0 and holdout.max_abs_diff >= holdout.mean_abs_diff
-    assert cpu_run.data.images == 48 and cpu_run.fp32_top1 is not None
-    figures = manifest["figures"]
-    assert figures["top1_drop"] == pytest.approx(cpu_run.fp32_top1 - cpu_run.int8_top1)
+    assert 0.0 < holdout.cosine < 1.0 and holdout.sqnr_db > 0
+    assert cpu_run.data.samples == 48 and cpu_run.fp32_top1 is not None
+    figures = manifest["measurements"]
+    assert figures["drop_points"] == pytest.approx(
+        100 * (cpu_run.fp32_top1 - cpu_run.int8_top1), abs=1e-3)
     assert manifest["versions"]["onnxruntime"]
 
 
@@ -186,12 +195,12 @@ def test_already_quantized_source_is_refused(cpu_run, calib_dir, tmp_path) -> No
 
 def test_cli_json_report(q_onnx: Path, calib_dir: Path) -> None:
     result = CliRunner().invoke(app, ["quantize", str(q_onnx), "--calib", str(calib_dir),
-                                      "--target", "cpu", "--method", "max", "--json"])
+                                      "--target", "cpu", "--method", "max", "--json", "-"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert Path(report["output"]).is_file() and Path(report["manifest"]).is_file()
     assert report["qdq"]["activation_qdq_pairs"] > 0
-    assert report["figures"]["holdout_vs_fp32"]["images"] > 0
+    assert report["figures"]["holdout_vs_fp32"]["samples"] > 0
 
 
 def test_cli_table_report_and_bad_folder(q_onnx: Path, calib_dir: Path, tmp_path: Path) -> None:
@@ -209,4 +218,4 @@ def test_cli_table_report_and_bad_folder(q_onnx: Path, calib_dir: Path, tmp_path
     text = tmp_path / "model.onnx"
     text.write_text("hello")
     notonnx = runner.invoke(app, ["quantize", str(text), "--calib", str(calib_dir)])
-    assert notonnx.exit_code == 2 and "is not an ONNX model" in notonnx.output
+    assert notonnx.exit_code == 2 and "is not a readable ONNX model" in notonnx.output

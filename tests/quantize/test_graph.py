@@ -81,7 +81,7 @@ def test_resolve_unknown_exclude_is_usage_error(tiny) -> None:
 def test_non_onnx_file_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "model.onnx"
     path.write_text("this is not a protobuf\n" * 10)
-    with pytest.raises(UsageError, match="is not an ONNX model"):
+    with pytest.raises(UsageError, match="is not a readable ONNX model"):
         graph.load_source(path)
 
 

@@ -60,7 +60,9 @@ def test_corrupt_onnx_fails_on_activate_with_one_line(tmp_path: Path) -> None:
     path = tmp_path / "broken.onnx"
     path.write_bytes(b"not a protobuf")
     runner = open_runner(path)
-    with pytest.raises(UsageError, match="not a loadable ONNX model") as err:
+    from spartan_deploy.errors import ArtefactLoadError
+
+    with pytest.raises(ArtefactLoadError, match="ONNX Runtime cannot load .*broken.onnx") as err:
         runner.activate()
     assert "\n" not in str(err.value)
 
@@ -103,8 +105,11 @@ def test_onnxruntime_reads_static_size_and_qdq_precision(tmp_path: Path) -> None
 
 def test_manifest_precision_and_size_win(tmp_path: Path) -> None:
     path = make_pool_linear_onnx(tmp_path / "m.onnx", pool_weight())
-    (tmp_path / "m.onnx.json").write_text('{"precision": "int8+fp16", "img_size": 48}')
-    assert graph_precision(path, {"precision": "int8+fp16"}) == "int8+fp16"
+    from spartan_deploy.precision import Precision
+
+    from ..manifests import record
+    recorded = record(path, Precision.INT8_FP16, data_config={"input_size": 48})
+    assert graph_precision(path, recorded) is Precision.INT8_FP16
     runner = open_runner(path)
     assert runner.info.precision == "int8+fp16"
     assert runner.info.extra["input_size"] == 48

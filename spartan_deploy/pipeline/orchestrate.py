@@ -1,0 +1,306 @@
+"""The one orchestration of chained stages, used by ``spartan pipeline`` and
+``spartan build-engine`` (and nothing else).
+
+An :class:`Orchestrator` owns one output folder and its ledger. Each stage method runs one
+forward stage (export, quantize, precision graph, engine) unless the ledger shows its
+outputs complete and made from the same inputs with the same options; an artefact already
+there that this folder's ledger did not make is adopted when its manifest shows it is what
+the stage would make, and otherwise never replaced without ``--force``. Calibration images
+and evaluation data are decoded once per run, for every stage that needs them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spartan_deploy._io import ensure_writable
+from spartan_deploy.errors import OutputExistsError, TensorRTMissingError, UsageError
+from spartan_deploy.manifest import Manifest, manifest_path, read_manifest
+from spartan_deploy.paths import default_calib
+from spartan_deploy.pipeline.ledger import Ledger
+
+if TYPE_CHECKING:
+    from spartan_deploy.engine.options import BuildOptions
+    from spartan_deploy.evaluation import EvalData
+    from spartan_deploy.model import DataConfig, LoadedModel
+    from spartan_deploy.quantize.calibration import CalibrationSet
+    from spartan_deploy.quantize.options import Target
+
+
+class Status(str, enum.Enum):
+    DONE = "done"
+    REUSED = "reused"
+    SKIPPED = "skipped"
+
+
+@dataclasses.dataclass(frozen=True)
+class StageRecord:
+    """One line of a run's summary."""
+
+    name: str
+    status: Status
+    seconds: float
+    outputs: tuple[Path, ...] = ()
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.name, "status": self.status.value,
+                "seconds": round(self.seconds, 2), "outputs": [str(p) for p in self.outputs],
+                "detail": self.detail}
+
+
+OnStart = Callable[[str], None]
+OnRecord = Callable[[StageRecord], None]
+Adopt = Callable[[Manifest], bool]
+
+
+def with_manifests(*paths: Path) -> list[Path]:
+    """Each artefact with the manifest beside it: the two are one unit for reuse."""
+    return [f for p in paths for f in (p, manifest_path(p))]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInputs:
+    """What every stage of a run shares: calibration folder, evaluation data, threads."""
+
+    calib: Path | None = None  # None: the bundled calibration set
+    data: str | None = None  # None: the data the model records; "none": no data
+    limit: int | None = None
+    force: bool = False  # replace artefacts this run's ledger did not make
+
+
+class Orchestrator:
+    """One run in one folder: the ledger, the stage records, data decoded once."""
+
+    def __init__(self, folder: Path, inputs: RunInputs = RunInputs(),
+                 on_start: OnStart = lambda _name: None,
+                 on_record: OnRecord = lambda _record: None) -> None:
+        from spartan_deploy.quantize.calibration import folder_digest
+
+        self.inputs = inputs
+        self.calib = default_calib(inputs.calib)
+        # A bad --calib is refused before the output folder is made (hashing is cheap).
+        self._calib_digest = folder_digest(self.calib)
+        self.folder = _make_folder(folder)
+        self.ledger = Ledger(self.folder)
+        self.records: list[StageRecord] = []
+        self.on_start, self.on_record = on_start, on_record
+        self._calibration: dict[str, CalibrationSet] = {}
+        self._data: dict[str, EvalData | None] = {}
+
+    # --- shared inputs, decoded on first use ------------------------------------------
+    def calib_digest(self) -> str:
+        return self._calib_digest
+
+    def calibration(self, data_config: DataConfig) -> CalibrationSet:
+        from spartan_deploy.quantize.calibration import load_calibration_set
+        from spartan_deploy.quantize.options import QuantizeOptions
+
+        key = repr(data_config)
+        if key not in self._calibration:
+            self._calibration[key] = load_calibration_set(self.calib, data_config,
+                                                          QuantizeOptions())
+        return self._calibration[key]
+
+    def eval_data(self, data_config: DataConfig) -> EvalData | None:
+        from spartan_deploy.evaluation import load_eval_data, resolve_data
+
+        key = repr(data_config)
+        if key not in self._data:
+            source = resolve_data(self.inputs.data, data_config)
+            self._data[key] = None if source is None else load_eval_data(
+                source, data_config, limit=self.inputs.limit, require_labels=True)
+        return self._data[key]
+
+    def data_options(self) -> dict[str, Any]:
+        return {"data": self.inputs.data, "limit": self.inputs.limit}
+
+    # --- running a stage ----------------------------------------------------------------
+    def stage(self, name: str, inputs: list[Path], options: dict[str, Any],
+              outputs: list[Path], make: Callable[[], str],
+              adopt: Adopt | None = None) -> StageRecord:
+        """Run ``make`` unless its outputs are complete and current (see the module doc)."""
+        start = time.perf_counter()
+        if self.ledger.is_current(name, inputs, options, outputs):
+            detail = self.ledger.summary(name).get("detail", "")
+            return self.add(StageRecord(name, Status.REUSED, time.perf_counter() - start,
+                                         tuple(outputs[::2]), detail))
+        if self._adoptable(outputs, adopt):
+            self.ledger.record(name, inputs, options, outputs, {"detail": "adopted"})
+            return self.add(StageRecord(name, Status.REUSED, time.perf_counter() - start,
+                                         tuple(outputs[::2]), "made earlier; adopted"))
+        self._refuse_foreign(name, outputs)
+        self.on_start(name)
+        detail = make()
+        self.ledger.record(name, inputs, options, outputs, {"detail": detail})
+        return self.add(StageRecord(name, Status.DONE, time.perf_counter() - start,
+                                     tuple(outputs[::2]), detail))
+
+    def skip(self, name: str, reason: str) -> StageRecord:
+        return self.add(StageRecord(name, Status.SKIPPED, 0.0, (), reason))
+
+    def add(self, record: StageRecord) -> StageRecord:
+        self.records.append(record)
+        self.on_record(record)
+        return record
+
+    def _adoptable(self, outputs: list[Path], adopt: Adopt | None) -> bool:
+        if adopt is None or not all(p.is_file() for p in outputs):
+            return False
+        manifest = read_manifest(outputs[0])
+        from spartan_deploy._io import sha256_file
+
+        return (manifest is not None and manifest.sha256 == sha256_file(outputs[0])
+                and adopt(manifest))
+
+    def _refuse_foreign(self, name: str, outputs: list[Path]) -> None:
+        """Files the ledger did not make are the user's: replaced only with --force."""
+        if self.inputs.force:
+            return
+        made = self.ledger.made_by_us(outputs)
+        foreign = [p for p in outputs if p.exists() and p not in made]
+        if foreign:
+            raise OutputExistsError(
+                f"{foreign[0]} exists and was not made by this folder's runs from these "
+                f"inputs (stage {name}); pass --force to replace it, or choose another "
+                "output folder")
+
+    # --- the stages ---------------------------------------------------------------------
+    def export(self, loaded: LoadedModel) -> Path:
+        from spartan_deploy.export.options import ExportOptions
+        from spartan_deploy.pipeline.stages import model_source
+
+        source = model_source(loaded)
+        output = self.folder / "model.onnx"
+        options = ExportOptions()
+
+        def make() -> str:
+            from spartan_deploy.export import export_onnx
+
+            result = export_onnx(loaded, output, options, force=True)
+            return f"parity vs PyTorch: {result.parity.describe()}"
+
+        digest = self.ledger.digest(source)
+        self.stage("export", [source], options.to_dict(), with_manifests(output), make,
+                   adopt=lambda m: (m.stage == "export" and m.parent is not None
+                                    and m.parent.sha256 == digest
+                                    and dict(m.options) == options.to_dict()))
+        return output
+
+    def quantize(self, onnx_path: Path, target: Target) -> Path:
+        from spartan_deploy.quantize.core import default_output
+        from spartan_deploy.quantize.options import QuantizeOptions
+
+        options = QuantizeOptions(target=target, data=self.inputs.data, limit=self.inputs.limit)
+        output = default_output(onnx_path, target)
+
+        def make() -> str:
+            from spartan_deploy.quantize import quantize_onnx
+
+            config = _data_config(onnx_path)
+            result = quantize_onnx(onnx_path, self.calib, options, output, force=True,
+                                   calibration=self.calibration(config),
+                                   data=self.eval_data(config))
+            accuracy = ("" if result.fp32_top1 is None or result.int8_top1 is None else
+                        f"top-1 FP32 {result.fp32_top1:.2%} -> INT8 {result.int8_top1:.2%}, ")
+            return f"{accuracy}{sum(result.qdq.values())} Q/DQ nodes"
+
+        digest, calib = self.ledger.digest(onnx_path), self.calib_digest()
+        recorded = {**options.to_dict(), "calib": calib}
+        self.stage(f"quantize ({target.value})", [onnx_path], recorded,
+                   with_manifests(output), make,
+                   adopt=lambda m: (m.stage == "quantize" and m.parent is not None
+                                    and m.parent.sha256 == digest
+                                    and m.options.get("target") == target.value
+                                    and m.options.get("method") == options.method.value
+                                    and m.details.get("calibration", {})
+                                    .get("folder_sha256") == calib))
+        return output
+
+    def precision_graph(self, source: Path) -> Path:
+        """The FP16 graph of an FP32 ONNX, or the INT8+FP16 graph of a Q/DQ one."""
+        from spartan_deploy.engine.precision_graph import (
+            default_graph_path, graph_precision_for)
+        from spartan_deploy.onnx_graph import load_onnx
+
+        precision = graph_precision_for(load_onnx(source))
+        output = default_graph_path(source, precision)
+
+        def make() -> str:
+            from spartan_deploy.engine.precision_graph import make_precision_graph
+
+            config = _data_config(source)
+            calibration = self.calibration(config)
+            data = self.eval_data(config) or _calibration_as_data(calibration)
+            result = make_precision_graph(source, data, calibration.images, output,
+                                          force=True)
+            accuracy = result.accuracy
+            if accuracy.top1 is None:
+                return f"top-1 agreement with FP32 {accuracy.agreement_top1:.2%}"
+            return (f"top-1 FP32 {accuracy.top1_fp32:.2%} -> {accuracy.top1:.2%} "
+                    "(FP16 arithmetic emulated on CPU)")
+
+        digest = self.ledger.digest(source)
+        self.stage(f"{precision.value} graph", [source],
+                   {**self.data_options(), "calib": self.calib_digest()},
+                   with_manifests(output), make,
+                   adopt=lambda m: (m.stage == "precision-graph" and m.parent is not None
+                                    and m.parent.sha256 == digest))
+        return output
+
+    def engine(self, graph: Path, build: BuildOptions, output: Path | None = None) -> Path:
+        """The TensorRT plan of ``graph``; TensorRTMissingError (exit 4) without TensorRT."""
+        from spartan_deploy.engine.build import build_engine, default_plan_path
+
+        plan = output or default_plan_path(graph)
+
+        def make() -> str:
+            result = build_engine(graph, build, plan, force=True)
+            return f"{result.precision.value} engine, {result.manifest.details['engine']}"
+
+        self.stage(f"engine ({plan.name})", [graph], build.to_dict(), with_manifests(plan),
+                   make)
+        return plan
+
+
+def _make_folder(folder: Path) -> Path:
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"output folder {str(folder)!r} is a file; give a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot create output folder {str(folder)!r} ({err.strerror}); "
+                         "choose another") from err
+    ensure_writable(folder)
+    return folder
+
+
+def _data_config(onnx_path: Path) -> DataConfig:
+    from spartan_deploy.model.config import DataConfig
+
+    recorded = read_manifest(onnx_path)
+    if recorded is None or recorded.data_config is None:
+        raise UsageError(f"{onnx_path} has no manifest with a data config; export it with "
+                         "`spartan export` so its preprocessing is known")
+    return DataConfig.from_dict(recorded.data_config, where=str(manifest_path(onnx_path)))
+
+
+def _calibration_as_data(calibration: CalibrationSet) -> EvalData:
+    """Without labelled data, graphs are compared with FP32 on the held-out calibration
+    images (agreement only, no top-1)."""
+    from spartan_deploy.evaluation import EvalData
+
+    images = calibration.holdout if len(calibration.holdout) else calibration.images
+    return EvalData(images, None, {"source": calibration.folder, "split": "calibration",
+                                   "count": len(images), "labelled": False})
+
+
+def missing_tensorrt(orchestrator: Orchestrator, err: TensorRTMissingError,
+                     name: str) -> None:
+    """Record that TensorRT is absent (the graphs before it were written)."""
+    orchestrator.skip(name, f"TensorRT is not installed here: {err}")
