@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 from spartan_deploy._io import library_versions, machine_info  # noqa: E402
 from spartan_deploy.export import (  # noqa: E402
     Exporter, ExportOptions, PairMode, export_onnx)
-from spartan_deploy.export.checks import operator_counts  # noqa: E402
+from spartan_deploy.onnx_checks import operator_counts  # noqa: E402
 from spartan_deploy.model import load_model  # noqa: E402
 
 

@@ -156,6 +156,17 @@ def origin_of(source: str | Path) -> str | None:
     return sha256_file(source)
 
 
+def carried_from(source: str | Path) -> dict[str, Any]:
+    """The fields a derived artefact carries over from its source's manifest: the model, its
+    configs and I/O, and the checkpoint the chain started at (all None without one)."""
+    recorded = read_manifest(source)
+    if recorded is None:
+        return {"checkpoint_sha256": None, "model": None, "config": None,
+                "data_config": None, "io": None}
+    return {"checkpoint_sha256": recorded.checkpoint_sha256, "model": recorded.model,
+            "config": recorded.config, "data_config": recorded.data_config, "io": recorded.io}
+
+
 def save_artefact(path: str | Path, write: Callable[[Path], None], manifest: Manifest) -> Manifest:
     """Write an artefact and its manifest together, atomically.
 

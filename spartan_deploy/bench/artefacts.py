@@ -13,9 +13,8 @@ import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
-from spartan_deploy._io import sha256_file
 from spartan_deploy.errors import SpartanError
-from spartan_deploy.manifest import read_manifest
+from spartan_deploy.manifest import lineage
 from spartan_deploy.model import LoadedModel
 from spartan_deploy.paths import RUNS_DIR
 from spartan_deploy.runtime.base import Runner
@@ -67,15 +66,16 @@ def default_runners(loaded: LoadedModel, options: RunnerOptions, runs_dir: Path 
 
 
 def descends_from(path: Path, checkpoint_sha256: str | None) -> bool:
-    """The artefact exists, is as its manifest records it, and descends from that checkpoint."""
+    """The artefact exists with a manifest, every file of its lineage is as recorded, and
+    that checkpoint is on it (a pruned checkpoint included)."""
     if not path.is_file() or checkpoint_sha256 is None:
         return False
     try:
-        manifest = read_manifest(path)
+        steps = lineage(path)
     except SpartanError:
         return False
-    return (manifest is not None and manifest.checkpoint_sha256 == checkpoint_sha256
-            and manifest.sha256 == sha256_file(path))
+    return (steps[0].manifest is not None and all(step.ok for step in steps)
+            and any(step.actual_sha256 == checkpoint_sha256 for step in steps[1:]))
 
 
 def _engine_runners(loaded: LoadedModel, forms: DefaultForms, options: RunnerOptions,

@@ -16,7 +16,7 @@ from spartan_deploy.engine.options import BuildOptions
 from spartan_deploy.engine.trt import INSTALL_HINT, build_plan, gpu_info, import_tensorrt
 from spartan_deploy.errors import TensorRTMissingError, UsageError
 from spartan_deploy.manifest import (
-    ArtefactKind, Manifest, manifest_path, origin_of, parent_of, read_manifest, save_artefact)
+    ArtefactKind, Manifest, carried_from, manifest_path, parent_of, read_manifest, save_artefact)
 from spartan_deploy.onnx_graph import has_qdq, load_onnx
 from spartan_deploy.precision import Precision
 
@@ -74,15 +74,12 @@ def build_engine(graph: str | Path, options: BuildOptions = BuildOptions(),
     chw = (dims[1], dims[2], dims[3])
     name, capability = gpu_info()  # first: no GPU is a clear error, not a builder failure
     built = build_plan(graph, inp.name, chw, precision, options)
-    recorded = read_manifest(graph)
     manifest = Manifest(
         kind=ArtefactKind.ENGINE, stage="build-engine", precision=precision,
         parent=parent_of(graph, out),
-        checkpoint_sha256=origin_of(graph) if recorded is not None else None,
-        model=recorded.model if recorded else None,
-        config=recorded.config if recorded else None,
-        data_config=recorded.data_config if recorded else None,
-        io={"input": inp.name, "shape": ["batch", *chw], "output": model.graph.output[0].name},
+        **{**carried_from(graph),
+           "io": {"input": inp.name, "shape": ["batch", *chw],
+                  "output": model.graph.output[0].name}},
         options=options.to_dict(),
         measurements={"build_seconds": round(built.seconds, 1)},
         details={"tensorrt": {"version": built.tensorrt_version,

@@ -81,7 +81,7 @@ def convert_to_fp16(model: onnx.ModelProto, options: PrecisionOptions = Precisio
 def _verify(model: onnx.ModelProto) -> None:
     """ONNX checker, and only operators the TensorRT parser reads (the export's list; its
     per-op form checks assume a plain graph: in a Q/DQ graph Conv weights come from DQ)."""
-    from spartan_deploy.export import checks
+    from spartan_deploy import onnx_checks as checks
 
     checks.check_structure(model)
     supported = checks.tensorrt_ops().supported

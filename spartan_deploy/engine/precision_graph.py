@@ -21,7 +21,7 @@ from spartan_deploy.engine import evaluate, precision as prec
 from spartan_deploy.errors import UsageError
 from spartan_deploy.evaluation import EvalData
 from spartan_deploy.manifest import (
-    ArtefactKind, Manifest, manifest_path, origin_of, parent_of, read_manifest, save_artefact)
+    ArtefactKind, Manifest, carried_from, manifest_path, parent_of, read_manifest, save_artefact)
 from spartan_deploy.onnx_graph import default_opset, has_qdq, load_onnx
 from spartan_deploy.precision import Precision
 
@@ -129,15 +129,9 @@ def _manifest(source: Path, out: Path, precision: Precision, conversion: prec.Co
               accuracy: evaluate.GraphAccuracy,
               quantize_only: evaluate.GraphAccuracy | None, budget: float,
               options: prec.PrecisionOptions, data: EvalData, described: str) -> Manifest:
-    recorded = read_manifest(source)
     return Manifest(
         kind=ArtefactKind.ONNX, stage="precision-graph", precision=precision,
-        parent=parent_of(source, out),
-        checkpoint_sha256=origin_of(source) if recorded is not None else None,
-        model=recorded.model if recorded else None,
-        config=recorded.config if recorded else None,
-        data_config=recorded.data_config if recorded else None,
-        io=recorded.io if recorded else None,
+        parent=parent_of(source, out), **carried_from(source),
         options={**options.to_dict(), "keep_io_types": True},
         measurements={
             "data": data.description, "reference": described,

@@ -6,7 +6,6 @@ Names are imported on first use (see :mod:`spartan_deploy._lazy`).
 from spartan_deploy._lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
-    "TensorRTOps": "checks", "tensorrt_ops": "checks",
     "ExportSpaRTAN": "form", "to_export_form": "form",
     "ExportResult": "onnx_export", "export_onnx": "onnx_export",
     "DEFAULT_OPSET": "options", "ExportFormat": "options", "ExportOptions": "options",

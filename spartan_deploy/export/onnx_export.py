@@ -24,11 +24,11 @@ import torch
 from spartan_deploy._io import check_output_path, quiet_logger
 from spartan_deploy.errors import ExportError, ParityError, UsageError
 from spartan_deploy.evaluation import Comparer, Comparison
-from spartan_deploy.export import checks
+from spartan_deploy import onnx_checks as checks
 from spartan_deploy.export.form import to_export_form
 from spartan_deploy.export.options import ExportOptions, Exporter, validate_options
 from spartan_deploy.manifest import (
-    ArtefactKind, Manifest, manifest_path, parent_of, save_artefact)
+    ArtefactKind, Manifest, manifest_path, origin_of, parent_of, save_artefact)
 from spartan_deploy.model import LoadedModel
 from spartan_deploy.precision import Precision
 from spartan_deploy.runtime.ort_session import SessionSpec, first_line, open_session
@@ -217,11 +217,13 @@ def _manifest(loaded: LoadedModel, out: Path, options: ExportOptions, size: int,
               graph: onnx.ModelProto, parity: Comparison, simplified: bool,
               seconds: float) -> Manifest:
     checkpoint = loaded.checkpoint
-    parent = (parent_of(checkpoint.path, out, checkpoint.sha256)
-              if checkpoint is not None and checkpoint.path is not None else None)
+    from_file = checkpoint is not None and checkpoint.path is not None
+    parent = parent_of(checkpoint.path, out, checkpoint.sha256) if from_file else None
+    # A pruned checkpoint has a manifest of its own: the chain starts where it started.
+    origin = origin_of(checkpoint.path) if from_file else loaded.weights_sha256
     return Manifest(
         kind=ArtefactKind.ONNX, stage="export", precision=Precision.FP32, parent=parent,
-        checkpoint_sha256=loaded.weights_sha256, model=loaded.name,
+        checkpoint_sha256=origin, model=loaded.name,
         config=loaded.config.to_dict(),
         data_config=loaded.data_config.with_input_size(size).to_dict(),
         io=_io_shapes(graph), options=options.to_dict(),

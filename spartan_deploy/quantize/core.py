@@ -23,7 +23,7 @@ from spartan_deploy.errors import UsageError
 from spartan_deploy.evaluation import (
     Comparison, EvalData, compare, load_eval_data, logits_over, resolve_data, top1)
 from spartan_deploy.manifest import (
-    ArtefactKind, Manifest, manifest_path, origin_of, parent_of, read_manifest, save_artefact)
+    ArtefactKind, Manifest, carried_from, manifest_path, parent_of, read_manifest, save_artefact)
 from spartan_deploy.model.config import DataConfig
 from spartan_deploy.paths import default_calib
 from spartan_deploy.precision import Precision
@@ -264,15 +264,12 @@ def _figures(fp32: onnx.ModelProto, int8: onnx.ModelProto, calib: CalibrationSet
 def _manifest(job: _Job, model: onnx.ModelProto, calib: CalibrationSet, ranges: Ranges,
               cache_hit: bool, figures: dict[str, Any], budget: BudgetReport | None,
               seconds: float) -> Manifest:
-    source = job.source_manifest
     quantized = graph.quantized_nodes(model)
     excluded_all = sorted({n for names in job.excluded.values() for n in names})
     return Manifest(
         kind=ArtefactKind.ONNX, stage="quantize", precision=Precision.INT8,
         parent=parent_of(job.source, job.output, job.source_sha256),
-        checkpoint_sha256=origin_of(job.source) if source is not None else None,
-        model=source.model if source else None, config=source.config if source else None,
-        data_config=job.data_config.to_dict(), io=source.io if source else None,
+        **{**carried_from(job.source), "data_config": job.data_config.to_dict()},
         options={**job.options.to_dict(), "target": job.options.target.value},
         measurements=_figures_dict(figures, budget),
         details={

@@ -14,8 +14,8 @@ from onnx import TensorProto, helper
 
 from spartan_deploy.errors import ExportError, OutputExistsError, ParityError, UsageError
 from spartan_deploy.export import (
-    ExportOptions, export_onnx, onnx_export, tensorrt_ops, to_export_form)
-from spartan_deploy.export.checks import check_dtypes, check_tensorrt_ops
+    ExportOptions, export_onnx, onnx_export, to_export_form)
+from spartan_deploy.onnx_checks import check_dtypes, check_tensorrt_ops, tensorrt_ops
 from spartan_deploy.model import DataConfig, LoadedModel, SpaRTAN, load_model, save_checkpoint
 from tests.export.helpers import pruned_config, randomise
 

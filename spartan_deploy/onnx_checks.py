@@ -1,4 +1,4 @@
-"""Checks on an exported ONNX graph before anything is written.
+"""Checks on ONNX graphs before anything is written (the export stage and precision graphs).
 
 - structure: the ONNX checker with full (strict) shape inference;
 - TensorRT: every operator is on the list the TensorRT ONNX parser supports (package data
@@ -46,8 +46,8 @@ class TensorRTOps:
 
 @functools.lru_cache(maxsize=1)
 def tensorrt_ops() -> TensorRTOps:
-    """The packaged operator list (``spartan_deploy/export/tensorrt_onnx_ops.json``)."""
-    text = resources.files("spartan_deploy.export").joinpath(_OPS_FILE).read_text()
+    """The packaged operator list (``spartan_deploy/tensorrt_onnx_ops.json``)."""
+    text = resources.files("spartan_deploy").joinpath(_OPS_FILE).read_text()
     data = json.loads(text)
     return TensorRTOps(data["tensorrt_version"], data["opset_min"], data["opset_max"],
                        frozenset(data["supported"]), data["source"])
