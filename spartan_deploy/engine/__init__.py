@@ -1,4 +1,5 @@
-"""TensorRT engines: precision graphs (CPU), build options, the TensorRT layer, sidecars.
+"""TensorRT engines: precision graphs (CPU), build options, the TensorRT layer, engine
+manifests, and the hand-off of builds and checks to NVIDIA's tools on a GPU machine.
 
 Nothing here imports TensorRT at module load: :mod:`spartan_deploy.engine.trt` imports it
 inside the functions that need it, so the CPU path works without it.
@@ -12,7 +13,9 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "BUDGET_POINTS": "build", "EngineOptions": "build", "EngineResult": "build",
     "Outputs": "build", "build_engine": "build", "plan_outputs": "build",
     "RuntimeInfo": "compat", "check_compatible": "compat", "compatibility": "compat",
-    "gpu_problem": "compat", "tensorrt_problem": "compat",
+    "engine_manifest": "compat", "gpu_problem": "compat", "tensorrt_problem": "compat",
+    "Handoff": "handoff", "check_handoff_outputs": "handoff", "gpu_instructions": "handoff",
+    "write_handoff": "handoff",
     "FragilePart": "graph", "find_parts": "graph",
     "BatchProfile": "options", "BuildOptions": "options", "HardwareCompat": "options",
     "Precision": "options", "parse_size": "options", "precision_from_flags": "options",
@@ -20,5 +23,5 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "PrecisionOptions": "precision", "convert_to_fp16": "precision",
     "node_precisions": "precision",
     "resolve_source": "source",
-    "EngineBuildError": "trt", "import_tensorrt": "trt",
+    "EngineBuildError": "trt", "import_tensorrt": "trt", "save_engine": "trt",
 })

@@ -56,8 +56,9 @@ class Handoff:
 def handoff_paths(graph: Path) -> tuple[Path, Path, Path]:
     """``model.fp16.onnx`` -> ``model.fp16.inputs.json``, ``.outputs.json``, ``.gpu.sh``."""
     stem = graph.name[:-len(".onnx")] if graph.name.endswith(".onnx") else graph.stem
-    return tuple(graph.with_name(f"{stem}.{suffix}")  # type: ignore[return-value]
-                 for suffix in ("inputs.json", "outputs.json", "gpu.sh"))
+    inputs, outputs, script = (graph.with_name(f"{stem}.{suffix}")
+                               for suffix in ("inputs.json", "outputs.json", "gpu.sh"))
+    return inputs, outputs, script
 
 
 def check_handoff_outputs(graph: Path, force: bool) -> None:

@@ -3,7 +3,6 @@ another, trtexec lines held to the documented TensorRT 11 flag set, artefact rul
 
 from __future__ import annotations
 
-import json
 import shlex
 import subprocess
 import sys
