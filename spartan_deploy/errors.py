@@ -7,11 +7,21 @@ with the error's ``exit_code``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class SpartanError(Exception):
-    """Base class: a failure the user can act on. ``str(err)`` is the one-line message."""
+    """Base class: a failure the user can act on. ``str(err)`` is the one-line message.
+
+    ``hints`` are further lines printed after it (e.g. the exact commands to run on a GPU
+    machine when TensorRT is absent); bad input never needs them.
+    """
 
     exit_code: int = 1
+
+    def __init__(self, message: str = "", hints: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.hints = tuple(hints)
 
 
 class UsageError(SpartanError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -15,8 +14,11 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Not find_spec("tensorrt"): the stubs package installs an importable empty folder.
+    from spartan_deploy.engine.trt import import_tensorrt
+
     has_gpu = torch.cuda.is_available()
-    has_trt = importlib.util.find_spec("tensorrt") is not None
+    has_trt = import_tensorrt() is not None
     for item in items:
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(pytest.mark.skip(reason="no CUDA GPU on this machine"))

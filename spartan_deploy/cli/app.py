@@ -48,6 +48,8 @@ def guarded(func: F) -> F:
                 traceback.print_exc()
             err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False,
                               soft_wrap=True)
+            for line in err.hints:
+                err_console.print(line, highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: nothing half-written was left behind")

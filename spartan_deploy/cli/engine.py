@@ -74,10 +74,13 @@ def build_engine_cmd(
         result = build_engine_chain(request, on_start=lambda n: status.update(f"{n} ..."),
                                     on_record=print_record)
     if not result.built:
+        from spartan_deploy.engine.handoff import gpu_instructions
+
         written = ", ".join(str(p) for p in result.written if p.suffix == ".onnx")
         raise TensorRTMissingError(
             f"{'wrote ' + written + '; ' if written else ''}{result.missing}; then run the "
-            "same command again (complete graphs are reused)")
+            "same command again (complete graphs are reused)",
+            hints=gpu_instructions(list(result.handoffs)))
     console.print(f"[bold]engine:[/] {result.plan}", highlight=False)
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from spartan_deploy._io import check_output_path, sha256_file
+from spartan_deploy._io import check_output_path
 from spartan_deploy.engine.options import BuildOptions
-from spartan_deploy.engine.trt import INSTALL_HINT, build_plan, gpu_info, import_tensorrt
+from spartan_deploy.engine.trt import INSTALL_HINT, import_tensorrt, save_engine
 from spartan_deploy.errors import TensorRTMissingError, UsageError
-from spartan_deploy.manifest import (
-    ArtefactKind, Manifest, carried_from, manifest_path, parent_of, read_manifest, save_artefact)
-from spartan_deploy.onnx_graph import has_qdq, load_onnx
+from spartan_deploy.manifest import Manifest, manifest_path, read_manifest
+from spartan_deploy.onnx_graph import load_onnx
 from spartan_deploy.precision import Precision
 
 PLAN_SUFFIXES = (".plan", ".engine")
@@ -60,32 +59,12 @@ def build_engine(graph: str | Path, options: BuildOptions = BuildOptions(),
                  output: str | Path | None = None, force: bool = False) -> EngineResult:
     """Build the TensorRT plan of ``graph`` (precision as the graph says) with its manifest."""
     graph = Path(graph)
-    model = load_onnx(graph)
+    load_onnx(graph)  # a one-line error for a missing or unreadable graph
     out = check_plan_path(Path(output)) if output is not None else default_plan_path(graph)
     check_output_path(out, force)
     check_output_path(manifest_path(out), force)
     precision = graph_precision(graph)
-    trt = import_tensorrt()
-    if trt is None:
+    if import_tensorrt() is None:
         raise TensorRTMissingError(f"TensorRT is not installed, so {out} was not built from "
                                    f"{graph}: {INSTALL_HINT}")
-    inp = model.graph.input[0]
-    dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
-    chw = (dims[1], dims[2], dims[3])
-    name, capability = gpu_info()  # first: no GPU is a clear error, not a builder failure
-    built = build_plan(graph, inp.name, chw, precision, options)
-    manifest = Manifest(
-        kind=ArtefactKind.ENGINE, stage="build-engine", precision=precision,
-        parent=parent_of(graph, out),
-        **{**carried_from(graph),
-           "io": {"input": inp.name, "shape": ["batch", *chw],
-                  "output": model.graph.output[0].name}},
-        options=options.to_dict(),
-        measurements={"build_seconds": round(built.seconds, 1)},
-        details={"tensorrt": {"version": built.tensorrt_version,
-                              "strongly_typed": built.strongly_typed},
-                 "gpu": {"name": name, "compute_capability": list(capability)},
-                 "engine": {"bytes": len(built.plan)}, "qdq": has_qdq(model),
-                 "graph_sha256": sha256_file(graph)})
-    manifest = save_artefact(out, lambda tmp: tmp.write_bytes(built.plan), manifest)
-    return EngineResult(out, precision, manifest)
+    return EngineResult(out, precision, save_engine(graph, out, precision, options))

@@ -1,23 +1,30 @@
-"""The engine sidecar (``model.plan.json``) and whether a plan may run here.
+"""The engine's manifest and whether a plan may run here.
 
 A TensorRT plan only runs on the TensorRT version that built it and on GPUs of the building
 GPU's compute capability, unless it was built version compatible (then any later TensorRT
 runs it) or hardware compatible (``ampere+``: any GPU of compute capability 8.0 or newer).
-These rules are pure functions over the sidecar and a description of the running machine,
-so they are tested without TensorRT or a GPU.
+The engine's record is the project's one :class:`~spartan_deploy.manifest.Manifest` (kind
+``engine``, parent: the graph it was built from, options: the build options, details:
+``{"tensorrt": {version, strongly_typed}, "gpu": {name, compute_capability}}``). These rules
+are pure functions over that manifest and a description of the running machine, so they are
+tested without TensorRT or a GPU.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from spartan_deploy.engine.options import HardwareCompat
+from spartan_deploy.engine.options import BuildOptions, HardwareCompat
 from spartan_deploy.errors import RuntimeMismatchError
+from spartan_deploy.manifest import ArtefactKind, Manifest, carried_from, parent_of
+from spartan_deploy.precision import Precision
 
-SIDECAR_FORMAT = 1
 AMPERE = (8, 0)
+STAGE = "build-engine"
 _REBUILD = "rebuild it here with `spartan build-engine`"
 
 
@@ -43,21 +50,29 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def _field(sidecar: dict[str, Any], *path: str) -> Any:
-    value: Any = sidecar
+def _field(manifest: Manifest, *path: str) -> Any:
+    """``details.tensorrt.version`` and the like, or a one-line error naming the field."""
+    value: Any = {"details": manifest.details, "options": manifest.options}
     for key in path:
-        if not isinstance(value, dict) or key not in value:
+        if not isinstance(value, Mapping) or key not in value:
             raise RuntimeMismatchError(
-                f"engine sidecar lacks {'.'.join(path)!r}; it is not a spartan sidecar or is "
-                f"damaged: {_REBUILD}")
+                f"engine manifest lacks {'.'.join(path)!r}; it is not a spartan engine "
+                f"manifest or is damaged: {_REBUILD}")
         value = value[key]
     return value
 
 
-def tensorrt_problem(sidecar: dict[str, Any], running: str) -> str | None:
+def _check_kind(manifest: Manifest) -> None:
+    if manifest.kind is not ArtefactKind.ENGINE:
+        raise RuntimeMismatchError(f"the manifest of {manifest.artefact or 'this file'!r} "
+                                   f"describes a {manifest.kind.value}, not an engine; "
+                                   f"{_REBUILD}")
+
+
+def tensorrt_problem(manifest: Manifest, running: str) -> str | None:
     """Why the running TensorRT cannot load the plan, or None when it can."""
-    built = str(_field(sidecar, "tensorrt", "version"))
-    compatible = bool(_field(sidecar, "build_options", "version_compatible"))
+    built = str(_field(manifest, "details", "tensorrt", "version"))
+    compatible = bool(_field(manifest, "options", "version_compatible"))
     built_v, run_v = version_tuple(built), version_tuple(running)
     if compatible:
         if run_v < built_v:
@@ -75,17 +90,20 @@ def _pad(version: tuple[int, ...]) -> tuple[int, ...]:
     return (version + (0, 0, 0, 0))[:4]
 
 
-def gpu_problem(sidecar: dict[str, Any], running: tuple[int, int]) -> str | None:
-    """Why a GPU of compute capability ``running`` cannot run the plan, or None."""
-    built = tuple(int(v) for v in _field(sidecar, "gpu", "compute_capability"))
-    name = _field(sidecar, "gpu", "name")
+def _hw_compat(manifest: Manifest) -> HardwareCompat:
     try:
-        level = HardwareCompat(_field(sidecar, "build_options", "hw_compat"))
+        return HardwareCompat(_field(manifest, "options", "hw_compat"))
     except ValueError:
-        raise RuntimeMismatchError(f"engine sidecar has an unknown hw_compat; {_REBUILD}") \
+        raise RuntimeMismatchError(f"engine manifest has an unknown hw_compat; {_REBUILD}") \
             from None
+
+
+def gpu_problem(manifest: Manifest, running: tuple[int, int]) -> str | None:
+    """Why a GPU of compute capability ``running`` cannot run the plan, or None."""
+    built = tuple(int(v) for v in _field(manifest, "details", "gpu", "compute_capability"))
+    name = _field(manifest, "details", "gpu", "name")
     run = tuple(running)
-    if level is HardwareCompat.AMPERE_PLUS:
+    if _hw_compat(manifest) is HardwareCompat.AMPERE_PLUS:
         if run < AMPERE:
             return (f"the engine was built for Ampere or newer GPUs (compute capability >= "
                     f"8.0) but this GPU has {_cc(run)}")
@@ -101,44 +119,48 @@ def _cc(cc: tuple[int, ...]) -> str:
     return ".".join(str(v) for v in cc)
 
 
-def compatibility(sidecar: dict[str, Any], runtime: RuntimeInfo) -> tuple[list[str], list[str]]:
+def compatibility(manifest: Manifest, runtime: RuntimeInfo) -> tuple[list[str], list[str]]:
     """(problems, warnings): problems stop the runner, warnings are printed."""
-    problems = [p for p in (tensorrt_problem(sidecar, runtime.tensorrt),
-                            gpu_problem(sidecar, runtime.compute_capability)) if p]
+    _check_kind(manifest)
+    problems = [p for p in (tensorrt_problem(manifest, runtime.tensorrt),
+                            gpu_problem(manifest, runtime.compute_capability)) if p]
     warnings = []
-    built_name = _field(sidecar, "gpu", "name")
+    built_name = _field(manifest, "details", "gpu", "name")
     if not problems and built_name != runtime.gpu_name and \
-            HardwareCompat(sidecar["build_options"]["hw_compat"]) is HardwareCompat.NONE:
+            _hw_compat(manifest) is HardwareCompat.NONE:
         # Same compute capability, other model: TensorRT loads it, tactics may be slower.
         warnings.append(f"engine built on {built_name}, running on {runtime.gpu_name} (same "
                         "compute capability): it runs, but timings may not be optimal")
     return problems, warnings
 
 
-def check_compatible(sidecar: dict[str, Any], runtime: RuntimeInfo) -> list[str]:
+def check_compatible(manifest: Manifest, runtime: RuntimeInfo) -> list[str]:
     """Raise :class:`RuntimeMismatchError` naming every mismatch; return the warnings."""
-    problems, warnings = compatibility(sidecar, runtime)
+    problems, warnings = compatibility(manifest, runtime)
     if problems:
         raise RuntimeMismatchError("; ".join(problems) + f"; {_REBUILD}")
     return warnings
 
 
-def make_sidecar(*, engine: dict[str, Any], tensorrt: dict[str, Any], gpu: dict[str, Any],
-                 precision: str, build_options: dict[str, Any], io: dict[str, Any],
-                 source: dict[str, Any], build_seconds: float, extra: dict[str, Any]
-                 ) -> dict[str, Any]:
-    """The sidecar: everything the runner checks, plus what a report needs."""
-    return {
-        "format": SIDECAR_FORMAT,
-        "kind": "tensorrt-engine",
-        "engine": engine,  # file name, sha256, size
-        "tensorrt": tensorrt,  # version, strongly_typed
-        "gpu": gpu,  # name, compute_capability [major, minor]
-        "precision": precision,
-        "profile": build_options["profile"],
-        "build_options": build_options,
-        "io": io,
-        "source": source,  # ONNX path, sha256, its manifest's model/source
-        "build_seconds": round(build_seconds, 2),
-        **extra,
-    }
+def engine_manifest(*, plan: Path, graph: Path, precision: Precision | str,
+                    build: BuildOptions, tensorrt_version: str, strongly_typed: bool,
+                    gpu_name: str, compute_capability: tuple[int, int],
+                    io: Mapping[str, Any] | None = None,
+                    build_seconds: float | None = None) -> Manifest:
+    """The engine's Manifest: parent the graph TensorRT parsed, options the build options.
+
+    Model, configs and the originating checkpoint are carried over from the graph's own
+    manifest (when it has one), so lineage walks from the plan back to the checkpoint.
+    Write it with the plan through :func:`spartan_deploy.manifest.save_artefact`.
+    """
+    carried = carried_from(graph)
+    return Manifest(
+        kind=ArtefactKind.ENGINE, stage=STAGE,
+        precision=Precision(getattr(precision, "value", precision)),
+        parent=parent_of(graph, plan),
+        **{**carried, "io": io if io is not None else carried["io"]},
+        options=build.to_dict(),
+        measurements={} if build_seconds is None else {
+            "build_seconds": round(build_seconds, 2)},
+        details={"tensorrt": {"version": tensorrt_version, "strongly_typed": strongly_typed},
+                 "gpu": {"name": gpu_name, "compute_capability": list(compute_capability)}})

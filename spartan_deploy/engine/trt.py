@@ -1,12 +1,12 @@
 """The thin TensorRT layer: import it lazily, describe the GPU, build a plan from an ONNX file.
 
-Written against the documented Python API of TensorRT 10.x and 11.x (``tensorrt`` package):
-``Builder.create_network`` (the STRONGLY_TYPED creation flag from 10.12 on; 11.x is always
-strongly typed and deprecates the flag), ``OnnxParser.parse_from_file``, optimization
-profiles, ``IBuilderConfig.set_memory_pool_limit``, timing caches, builder optimization
-level, hardware compatibility and the VERSION_COMPATIBLE / SPARSE_WEIGHTS flags.
-TensorRT 10.0-10.11 builds weakly typed: FP16/INT8 builder flags plus per-layer FP32
-constraints on the layers that the graph keeps in FP32 (those flags do not exist in 11.x).
+Written against TensorRT's Python API and checked against it without a GPU (see
+tests/engine/test_tensorrt_api.py): mypy reads this module with the TensorRT 10.13 type
+stubs, and every TensorRT name it touches must be bound by the TensorRT 11.x extension
+module. TensorRT 11 is always strongly typed: precision lives in the ONNX graph, which is
+what this toolkit writes. From 10.12 on, 10.x builds strongly typed too (the STRONGLY_TYPED
+creation flag); 10.0-10.11 build weakly typed through :mod:`spartan_deploy.engine.trt_legacy`,
+the only module that touches the precision flags TensorRT 11 removed.
 """
 
 from __future__ import annotations
@@ -15,14 +15,20 @@ import dataclasses
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from spartan_deploy._io import write_atomic
-from spartan_deploy.engine.compat import RuntimeInfo, version_tuple
-from spartan_deploy.engine.options import BuildOptions, HardwareCompat, Precision
+from spartan_deploy.engine.compat import RuntimeInfo, engine_manifest, version_tuple
+from spartan_deploy.engine.options import BuildOptions, HardwareCompat
 from spartan_deploy.errors import MissingDependencyError, SpartanError, TensorRTMissingError
+from spartan_deploy.manifest import Manifest, save_artefact
+from spartan_deploy.precision import Precision
+
+if TYPE_CHECKING:
+    import tensorrt as trt
 
 STRONG_TYPING_SINCE = (10, 12)  # the strongly typed flow with Q/DQ + FP16 graphs
+ALWAYS_STRONG_SINCE = 11  # weak typing and its flags are gone; the creation flag is ignored
 # No square brackets: the CLI prints messages through rich, which would eat "[tensorrt]".
 INSTALL_HINT = ("install the tensorrt extra of spartan-deploy (pip install tensorrt "
                 "cuda-python; TensorRT's wheels come from NVIDIA's index, "
@@ -38,17 +44,21 @@ def import_tensorrt() -> ModuleType | None:
     """The ``tensorrt`` module, or None when it is not installed (never a stand-in)."""
     try:
         import tensorrt
-    except ImportError:
+    except (ImportError, OSError):  # OSError: bindings present, TensorRT's libraries not
+        return None
+    # tensorrt-stubs installs a folder of .pyi files only, which Python imports as an
+    # empty namespace package: that is not TensorRT.
+    if getattr(tensorrt, "__file__", None) is None or not hasattr(tensorrt, "Builder"):
         return None
     return tensorrt
 
 
 def require_tensorrt(what: str) -> ModuleType:
-    trt = import_tensorrt()
-    if trt is None:
+    module = import_tensorrt()
+    if module is None:
         raise TensorRTMissingError(f"{what} needs TensorRT, which is not installed; "
                                    f"{INSTALL_HINT}")
-    return trt
+    return module
 
 
 def strongly_typed(version: str) -> bool:
@@ -81,13 +91,9 @@ def gpu_info(device: int = 0) -> tuple[str, tuple[int, int]]:
     return name.rstrip("\x00"), (int(props.major), int(props.minor))
 
 
-def runtime_info(trt: ModuleType) -> RuntimeInfo:
+def runtime_info(module: ModuleType) -> RuntimeInfo:
     name, capability = gpu_info()
-    return RuntimeInfo(trt.__version__, name, capability)
-
-
-def _logger(trt: ModuleType) -> Any:
-    return trt.Logger(trt.Logger.WARNING)
+    return RuntimeInfo(str(module.__version__), name, capability)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,45 +105,54 @@ class BuiltPlan:
 
 
 def build_plan(onnx_path: Path, input_name: str, chw: tuple[int, int, int],
-               precision: Precision, options: BuildOptions) -> BuiltPlan:
+               precision: Precision | str, options: BuildOptions) -> BuiltPlan:
     """Parse ``onnx_path`` and build a serialized engine (bytes); timing cache updated."""
-    trt = require_tensorrt("building an engine")
+    require_tensorrt("building an engine")
+    import tensorrt as trt
+
     start = time.perf_counter()
-    strong = strongly_typed(trt.__version__)
-    logger = _logger(trt)
+    version = str(trt.__version__)
+    strong = strongly_typed(version)
+    logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(_network_flags(trt, strong))
+    network = builder.create_network(_network_flags(version))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise EngineBuildError(f"TensorRT could not parse {str(onnx_path)!r}: "
                                f"{errors[0] if errors else 'unknown error'}")
     config = builder.create_builder_config()
-    _configure(trt, builder, config, input_name, chw, options)
+    _configure(builder, config, input_name, chw, options)
     if not strong:
-        _weak_typing(trt, network, config, precision)
+        from spartan_deploy.engine.trt_legacy import weak_typing
+
+        weak_typing(network, config, Precision(getattr(precision, "value", precision)))
     cache = _load_timing_cache(config, options.timing_cache)
     serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
+    if serialized is None:  # the stubs say IHostMemory; TensorRT returns None on failure
         raise EngineBuildError("TensorRT failed to build the engine (see its log above); try "
                                "a larger --workspace or a lower --opt-level")
     if options.timing_cache is not None:
         _save_timing_cache(cache, options.timing_cache)
-    return BuiltPlan(bytes(serialized), time.perf_counter() - start, strong, trt.__version__)
+    return BuiltPlan(bytes(serialized), time.perf_counter() - start, strong, version)
 
 
-def _network_flags(trt: ModuleType, strong: bool) -> int:
-    if not strong or version_tuple(trt.__version__)[0] >= 11:
-        return 0  # 11.x: strong typing is always on and the flag is deprecated
+def _network_flags(version: str) -> int:
+    if not strongly_typed(version) or version_tuple(version)[0] >= ALWAYS_STRONG_SINCE:
+        return 0  # 11.x: every network is strongly typed; the flag is only tolerated
+    import tensorrt as trt
+
     return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
-def _configure(trt: ModuleType, builder: Any, config: Any, input_name: str,
+def _configure(builder: trt.Builder, config: trt.IBuilderConfig, input_name: str,
                chw: tuple[int, int, int], options: BuildOptions) -> None:
+    import tensorrt as trt
+
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace)
     profile = builder.create_optimization_profile()
     shapes = options.profile.shapes(chw)
-    profile.set_shape(input_name, shapes["min"], shapes["opt"], shapes["max"])
+    profile.set_shape(input_name, *(trt.Dims(list(shapes[k])) for k in ("min", "opt", "max")))
     config.add_optimization_profile(profile)
     if options.opt_level is not None:
         config.builder_optimization_level = options.opt_level
@@ -149,36 +164,44 @@ def _configure(trt: ModuleType, builder: Any, config: Any, input_name: str,
         config.set_flag(trt.BuilderFlag.SPARSE_WEIGHTS)
 
 
-def _weak_typing(trt: ModuleType, network: Any, config: Any, precision: Precision) -> None:
-    """TensorRT < 10.12: enable the reduced precisions and pin the graph's FP32 layers.
-
-    Only FP16 graphs are pinned: in a Q/DQ graph a precision constraint on a layer next to a
-    DequantizeLinear could stop TensorRT from fusing it into an INT8 kernel.
-    """
-    if precision in (Precision.FP16, Precision.INT8_FP16):
-        config.set_flag(trt.BuilderFlag.FP16)
-    if precision in (Precision.INT8, Precision.INT8_FP16):
-        config.set_flag(trt.BuilderFlag.INT8)
-    if precision is not Precision.FP16:
-        return
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
-        if layer.type != trt.LayerType.CAST and outputs and \
-                all(o.dtype == trt.float32 for o in outputs):
-            layer.precision = trt.float32
-            for j in range(layer.num_outputs):
-                layer.set_output_type(j, trt.float32)
-    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-
-
-def _load_timing_cache(config: Any, path: Path | None) -> Any:
+def _load_timing_cache(config: trt.IBuilderConfig, path: Path | None) -> trt.ITimingCache:
     data = path.read_bytes() if path is not None and path.is_file() else b""
     cache = config.create_timing_cache(data)
     config.set_timing_cache(cache, ignore_mismatch=False)
     return cache
 
 
-def _save_timing_cache(cache: Any, path: Path) -> None:
+def _save_timing_cache(cache: trt.ITimingCache, path: Path) -> None:
     payload = bytes(cache.serialize())
-    write_atomic(path, lambda tmp: tmp.write_bytes(payload))
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(payload)
+
+    write_atomic(path, write)
+
+
+def save_engine(graph: Path, plan: Path, precision: Precision | str,
+                options: BuildOptions) -> Manifest:
+    """Build ``graph`` into ``plan`` and write the plan with its engine Manifest, together
+    and atomically (the caller has already refused an existing ``plan`` without --force)."""
+    from spartan_deploy.onnx_graph import input_spec, load_onnx
+
+    model = load_onnx(graph)
+    name, dims = input_spec(model)
+    if len(dims) != 4 or not all(isinstance(d, int) and d > 0 for d in dims[1:]):
+        raise EngineBuildError(f"graph {str(graph)!r} has input shape {dims}; the engine "
+                               "needs a fixed image size (N, 3, H, W): re-export with --img-size")
+    chw = (int(dims[1]), int(dims[2]), int(dims[3]))
+    gpu_name, capability = gpu_info()  # first: no GPU is a clear error, not a builder failure
+    built = build_plan(graph, name, chw, precision, options)
+    manifest = engine_manifest(
+        plan=plan, graph=graph, precision=precision, build=options,
+        tensorrt_version=built.tensorrt_version, strongly_typed=built.strongly_typed,
+        gpu_name=gpu_name, compute_capability=capability,
+        io={"input": name, "shape": ["batch", *chw], "output": model.graph.output[0].name},
+        build_seconds=built.seconds)
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(built.plan)
+
+    return save_artefact(plan, write, manifest)

@@ -20,6 +20,7 @@ from spartan_deploy.pipeline.orchestrate import (
 from spartan_deploy.precision import Precision
 
 if TYPE_CHECKING:
+    from spartan_deploy.engine.handoff import Handoff
     from spartan_deploy.model import LoadedModel
 
 
@@ -51,6 +52,7 @@ class EngineChainResult:
     built: bool  # False: TensorRT is not installed here (the graphs were still written)
     missing: str  # why it was not built, when it was not
     stages: tuple[StageRecord, ...]
+    handoffs: tuple[Handoff, ...] = ()  # what to run on a GPU machine, graph by graph
 
     @property
     def written(self) -> list[Path]:
@@ -78,18 +80,37 @@ def build_engine_chain(request: EngineRequest, on_start: OnStart = lambda _name:
     onnx_path = request.source or run.export(_load(request))
     graph, precision = _graph(run, onnx_path, request)
     plan = request.output or _default_plan(graph)
+    handoffs = tuple(run.handoff(g, request.build, p) for g, p in _handed_off(run, graph, plan))
     try:
         run.engine(graph, request.build, plan)
     except TensorRTMissingError as err:
         run.skip(f"engine ({plan.name})", str(err))
         return EngineChainResult(folder, precision, graph, plan, False, str(err),
-                                 tuple(run.records))
-    return EngineChainResult(folder, precision, graph, plan, True, "", tuple(run.records))
+                                 tuple(run.records), handoffs)
+    return EngineChainResult(folder, precision, graph, plan, True, "", tuple(run.records),
+                             handoffs)
+
+
+def _handed_off(run: Orchestrator, graph: Path, plan: Path) -> list[tuple[Path, Path]]:
+    """(graph, plan) of every graph this chain made, for NVIDIA's tools: the one built and,
+    behind an INT8+FP16 graph, the plain INT8 Q/DQ graph it came from."""
+    from spartan_deploy.manifest import read_manifest
+
+    pairs = [(graph, plan)]
+    recorded = read_manifest(graph)
+    if recorded is not None and recorded.precision is Precision.INT8_FP16 and recorded.parent:
+        qdq = recorded.parent.resolve(graph)
+        pairs.append((qdq, _default_plan(qdq)))
+    return pairs
 
 
 def _check_flags(request: EngineRequest) -> None:
+    from spartan_deploy.engine.build import check_plan_path
+
     if request.calib is not None and not request.int8:
         raise UsageError("--calib is only used with --int8; add --int8 or drop --calib")
+    if request.output is not None:
+        check_plan_path(request.output)
 
 
 def _folder(request: EngineRequest) -> Path:

@@ -25,6 +25,7 @@ from spartan_deploy.paths import default_calib
 from spartan_deploy.pipeline.ledger import Ledger
 
 if TYPE_CHECKING:
+    from spartan_deploy.engine.handoff import Handoff
     from spartan_deploy.engine.options import BuildOptions
     from spartan_deploy.evaluation import EvalData
     from spartan_deploy.model import DataConfig, LoadedModel
@@ -253,6 +254,27 @@ class Orchestrator:
                                     and m.parent.sha256 == digest))
         return output
 
+    def handoff(self, graph: Path, build: BuildOptions, plan: Path) -> Handoff:
+        """The files that build and check ``graph``'s engine with NVIDIA's tools on a GPU
+        machine (trtexec and Polygraphy commands, reference inputs and outputs)."""
+        from spartan_deploy.engine.build import graph_precision
+        from spartan_deploy.engine.handoff import handoff_paths, load_handoff, write_handoff
+
+        paths = handoff_paths(graph)
+
+        def make() -> str:
+            config = _data_config(graph)
+            data = resolve_data_name(self.inputs.data, config)
+            made = write_handoff(graph, graph_precision(graph), build,
+                                 self.calibration(config).images, plan=plan, eval_data=data,
+                                 force=True)
+            return f"atol {made.tolerance.atol:.3g}, rtol {made.tolerance.rtol:.3g}"
+
+        self.stage(f"hand-off ({graph.name})", [graph],
+                   {**build.to_dict(), "plan": plan.name, "calib": self.calib_digest(),
+                    **self.data_options()}, with_manifests(*paths), make)
+        return load_handoff(graph, plan)
+
     def engine(self, graph: Path, build: BuildOptions, output: Path | None = None) -> Path:
         """The TensorRT plan of ``graph``; TensorRTMissingError (exit 4) without TensorRT."""
         from spartan_deploy.engine.build import build_engine, default_plan_path
@@ -288,6 +310,12 @@ def _data_config(onnx_path: Path) -> DataConfig:
         raise UsageError(f"{onnx_path} has no manifest with a data config; export it with "
                          "`spartan export` so its preprocessing is known")
     return DataConfig.from_dict(recorded.data_config, where=str(manifest_path(onnx_path)))
+
+
+def resolve_data_name(data: str | None, config: DataConfig) -> str | None:
+    from spartan_deploy.evaluation import resolve_data
+
+    return resolve_data(data, config)
 
 
 def _calibration_as_data(calibration: CalibrationSet) -> EvalData:

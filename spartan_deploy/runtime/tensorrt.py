@@ -1,27 +1,33 @@
 """The TensorRT engine runner: a ``.plan`` behind the common runner interface.
 
-``activate`` checks the plan's sidecar against the running TensorRT and GPU (refusing a
-mismatch unless the engine was built version/hardware compatible), deserializes it and
+``activate`` checks the plan's engine manifest against the running TensorRT and GPU (refusing
+a mismatch unless the engine was built version/hardware compatible), deserializes it and
 creates an execution context. Device buffers are PyTorch CUDA tensors (torch is a core
 dependency; only its CUDA build is needed here). ``infer`` binds the batch size to the
 dynamic axis, copies in, runs ``execute_async_v3`` and copies out; ``infer_device`` takes and
 returns CUDA tensors with no host copy. With ``no_host_copy`` the timed region of
 ``infer_timed`` holds only the engine's execution (like trtexec's ``--noDataTransfers``).
+
+Every TensorRT call here is type-checked against TensorRT's stubs and its names against the
+TensorRT 11 bindings (tests/engine/test_tensorrt_api.py).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from spartan_deploy._io import read_manifest
 from spartan_deploy.engine.compat import check_compatible
 from spartan_deploy.engine.trt import require_tensorrt, runtime_info
 from spartan_deploy.errors import MissingDependencyError, RuntimeMismatchError, UsageError
+from spartan_deploy.manifest import read_manifest
 from spartan_deploy.runtime.base import Runner, RunnerInfo
+
+if TYPE_CHECKING:
+    import tensorrt as trt
 
 log = logging.getLogger(__name__)
 
@@ -33,53 +39,58 @@ class TensorRTRunner(Runner):
                  check_compat: bool = True) -> None:
         super().__init__()
         self.path = Path(path)
-        self.sidecar = read_manifest(self.path)
+        self.manifest = read_manifest(self.path)
         self.no_host_copy = no_host_copy
         self.check_compat = check_compat
-        precision = (self.sidecar or {}).get("precision", "unknown")
+        precision = self.manifest.precision.value if self.manifest else "unknown"
+        options_record = dict(self.manifest.options) if self.manifest else {}
         self.info = RunnerInfo(
             name=f"tensorrt {precision}", runtime="tensorrt", precision=precision,
             device="cuda", artefact=self.path,
-            extra={"no_host_copy": no_host_copy,
-                   "profile": (self.sidecar or {}).get("profile")})
-        self._engine: Any = None
-        self._context: Any = None
+            extra={"no_host_copy": no_host_copy, "profile": options_record.get("profile")})
+        self._version_compatible = bool(options_record.get("version_compatible"))
+        self._engine: trt.ICudaEngine | None = None
+        self._context: trt.IExecutionContext | None = None
 
     def activate(self) -> None:
-        trt = require_tensorrt(f"running engine {str(self.path)!r}")
+        module = require_tensorrt(f"running engine {str(self.path)!r}")
+        import tensorrt as trt
+
         torch = _torch_cuda()
-        if self.sidecar is None:
-            log.warning("engine %s has no sidecar; TensorRT's own version check is the only "
+        if self.manifest is None:
+            log.warning("engine %s has no manifest; TensorRT's own version check is the only "
                         "guard", self.path)
         elif self.check_compat:
-            for warning in check_compatible(self.sidecar, runtime_info(trt)):
+            for warning in check_compatible(self.manifest, runtime_info(module)):
                 log.warning(warning)
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        if (self.sidecar or {}).get("build_options", {}).get("version_compatible"):
+        if self._version_compatible:
             # A version-compatible plan carries its own lean runtime, run as host code.
             runtime.engine_host_code_allowed = True
-        self._engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
-        if self._engine is None:
+        engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if engine is None:  # the stubs say ICudaEngine; TensorRT returns None on failure
             raise RuntimeMismatchError(f"TensorRT {trt.__version__} could not load "
                                        f"{str(self.path)!r} (see its log); rebuild it here "
                                        "with `spartan build-engine`")
-        self._context = self._engine.create_execution_context()
-        self._bind_names(trt)
+        self._engine = engine
+        self._context = engine.create_execution_context()
+        self._bind_names(engine)
         self._stream = torch.cuda.Stream()
         super().activate()
 
-    def _bind_names(self, trt: Any) -> None:
-        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
-        inputs = [n for n in names
-                  if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    def _bind_names(self, engine: trt.ICudaEngine) -> None:
+        import tensorrt as trt
+
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
         if len(inputs) != 1 or len(outputs) != 1:
             raise UsageError(f"engine {str(self.path)!r} has {len(inputs)} inputs and "
                              f"{len(outputs)} outputs; expected one image input and logits")
         self._input, self._output = inputs[0], outputs[0]
-        low, _, high = self._engine.get_tensor_profile_shape(self._input, 0)
+        low, _, high = engine.get_tensor_profile_shape(self._input, 0)
         self._batch_range = (int(low[0]), int(high[0]))
-        self._dtypes = {n: _torch_dtype(trt, self._engine.get_tensor_dtype(n)) for n in names}
+        self._dtypes = {n: _torch_dtype(engine.get_tensor_dtype(n)) for n in names}
 
     def deactivate(self) -> None:
         self._context = self._engine = None
@@ -87,7 +98,8 @@ class TensorRTRunner(Runner):
 
     def infer_device(self, images: Any) -> Any:
         """CUDA tensor (B, 3, H, W) in, CUDA logits out; runs on the runner's stream."""
-        if not self.active:
+        context = self._context
+        if not self.active or context is None:
             raise UsageError("activate the TensorRT runner (use it as a context manager)")
         torch = _torch_cuda()
         batch = int(images.shape[0])
@@ -96,14 +108,15 @@ class TensorRTRunner(Runner):
             raise UsageError(f"batch {batch} is outside the engine's profile {low}..{high}; "
                              "rebuild with --min-batch/--max-batch covering it")
         images = images.to(self._dtypes[self._input]).contiguous()
-        self._context.set_input_shape(self._input, tuple(images.shape))
-        shape = tuple(self._context.get_tensor_shape(self._output))
+        context.set_input_shape(self._input, tuple(images.shape))
+        dims = context.get_tensor_shape(self._output)
+        shape = tuple(dims[i] for i in range(len(dims)))  # Dims indexes; stubs lack __iter__
         logits = torch.empty(shape, dtype=self._dtypes[self._output], device=images.device)
-        self._context.set_tensor_address(self._input, images.data_ptr())
-        self._context.set_tensor_address(self._output, logits.data_ptr())
+        context.set_tensor_address(self._input, images.data_ptr())
+        context.set_tensor_address(self._output, logits.data_ptr())
         # The input may have been written on another stream: order the engine after it.
         self._stream.wait_stream(torch.cuda.current_stream())
-        if not self._context.execute_async_v3(self._stream.cuda_stream):
+        if not context.execute_async_v3(self._stream.cuda_stream):
             raise RuntimeMismatchError("TensorRT execute_async_v3 failed (see its log)")
         return logits
 
@@ -149,15 +162,16 @@ def _torch_cuda() -> Any:
     return torch
 
 
-def _torch_dtype(trt: Any, dtype: Any) -> Any:
+def _torch_dtype(dtype: trt.DataType) -> Any:
+    """The torch dtype of a TensorRT tensor type (names looked up, not assumed: ``int64``
+    and ``bfloat16`` are missing from old TensorRT releases)."""
+    import tensorrt as trt
     import torch
 
-    table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32,
-             trt.int8: torch.int8, trt.bool: torch.bool}
-    if hasattr(trt, "int64"):
-        table[trt.int64] = torch.int64
-    if hasattr(trt, "bfloat16"):
-        table[trt.bfloat16] = torch.bfloat16
+    pairs = {"float32": torch.float32, "float16": torch.float16, "int32": torch.int32,
+             "int8": torch.int8, "bool": torch.bool, "int64": torch.int64,
+             "bfloat16": torch.bfloat16}
+    table = {getattr(trt, name): value for name, value in pairs.items() if hasattr(trt, name)}
     if dtype not in table:
         raise UsageError(f"engine tensor type {dtype} is not supported by this runner")
     return table[dtype]

@@ -32,9 +32,16 @@ def test_fp16_without_tensorrt_writes_the_graph_then_exits_4(tiny_onnx: Path) ->
     assert "model.fp16.onnx" in message and "TensorRT is not installed" in message
     assert "tensorrt extra" in message and "model.fp16.plan was not built" in message
     assert "fp16 graph" in result.output and "top-1 FP32" in result.output  # measured first
-    assert sorted(files(folder)) == ["model.fp16.onnx", "model.fp16.onnx.json",
-                                     "model.onnx", "model.onnx.json",
-                                     "pipeline.json"]  # no plan, no temp file
+    handoff = [f"model.fp16.{name}{suffix}" for name in ("gpu.sh", "inputs.json",
+                                                          "outputs.json")
+               for suffix in ("", ".json")]
+    assert sorted(files(folder)) == sorted([
+        "model.fp16.onnx", "model.fp16.onnx.json", "model.onnx", "model.onnx.json",
+        "pipeline.json", *handoff])  # no plan, no temp file
+    # The last lines say exactly what to run on a GPU machine.
+    tail = result.output.strip().splitlines()
+    assert any(line.strip().startswith("trtexec --onnx=model.fp16.onnx") for line in tail)
+    assert any("polygraphy run model.fp16.plan" in line for line in tail)
     manifest = json.loads((folder / "model.fp16.onnx.json").read_text())
     assert manifest["precision"] == "fp16" and manifest["model"] == "tiny"
     assert manifest["stage"] == "precision-graph" and manifest["parent"]["path"] == "model.onnx"
@@ -90,8 +97,9 @@ def test_fp32_build_without_tensorrt_writes_no_graph(tiny_onnx: Path) -> None:
     result = invoke(tiny_onnx)
     assert result.exit_code == 4
     assert "model.fp32.plan was not built" in result.output and "wrote" not in result.output
-    assert sorted(set(files(tiny_onnx.parent)) - {"pipeline.json"}) == [
-        "model.onnx", "model.onnx.json"]
+    onnx_files = sorted(name for name in files(tiny_onnx.parent) if ".onnx" in name)
+    assert onnx_files == ["model.onnx", "model.onnx.json"]
+    assert "trtexec --onnx=model.onnx --saveEngine=model.fp32.plan" in result.output
 
 
 @needs_no_tensorrt

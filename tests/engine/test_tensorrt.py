@@ -1,4 +1,6 @@
-"""Real engines: build, sidecar, runner parity and refusals. Skipped without TensorRT + GPU."""
+"""Real engines: build, engine manifest, runner parity and refusals. Skipped without TensorRT
+and a GPU (no machine of this project has them; the API check in test_tensorrt_api.py holds
+this code to TensorRT's API meanwhile)."""
 
 from __future__ import annotations
 
@@ -9,35 +11,41 @@ import numpy as np
 import onnx
 import pytest
 
-from spartan_deploy.engine import BatchProfile, BuildOptions, build_engine
+from spartan_deploy.engine import BatchProfile, BuildOptions
 from spartan_deploy.engine.evaluate import reference_logits
-from spartan_deploy.engine.precision_graph import make_precision_graph
 from spartan_deploy.evaluation import EvalData
 from spartan_deploy.errors import RuntimeMismatchError, UsageError
+from spartan_deploy.manifest import ArtefactKind, read_manifest
+from spartan_deploy.precision import Precision
 
 pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu]
 
 
 @pytest.fixture
-def fp16_engine(tiny_onnx: Path) -> Path:
-    images = np.random.default_rng(0).standard_normal((16, 3, 32, 32)).astype(np.float32)
-    graph = make_precision_graph(tiny_onnx, EvalData(images, None, {}), force=True).path
-    build = BuildOptions(profile=BatchProfile(1, 4, 8), workspace=1 << 30,
-                         timing_cache=tiny_onnx.parent / "cache.bin")
-    result = build_engine(graph, build, force=True)
-    assert result.path.is_file()
-    return result.path
+def fp16_engine(tiny_onnx: Path, tiny_fp16) -> Path:
+    from spartan_deploy.engine.trt import save_engine
+
+    graph = tiny_onnx.with_name("model.fp16.onnx")
+    onnx.save(tiny_fp16.model, str(graph))
+    plan = tiny_onnx.with_name("model.fp16.plan")
+    save_engine(graph, plan, Precision.FP16,
+                BuildOptions(profile=BatchProfile(1, 4, 8), workspace=1 << 30,
+                             timing_cache=tiny_onnx.parent / "cache.bin"))
+    assert plan.is_file()
+    return plan
 
 
-def test_build_writes_plan_sidecar_and_timing_cache(fp16_engine: Path) -> None:
+def test_build_writes_plan_manifest_and_timing_cache(fp16_engine: Path) -> None:
     import tensorrt
 
-    sidecar = json.loads(fp16_engine.with_name(fp16_engine.name + ".json").read_text())
-    assert sidecar["tensorrt"]["version"] == tensorrt.__version__
-    assert sidecar["precision"] == "fp16"
-    assert sidecar["profile"] == {"min": 1, "opt": 4, "max": 8}
-    assert len(sidecar["gpu"]["compute_capability"]) == 2 and sidecar["gpu"]["name"]
-    assert sidecar["source"]["sha256"] and sidecar["build_seconds"] > 0
+    manifest = read_manifest(fp16_engine)
+    assert manifest is not None and manifest.kind is ArtefactKind.ENGINE
+    assert manifest.details["tensorrt"]["version"] == tensorrt.__version__
+    assert manifest.precision is Precision.FP16
+    assert manifest.options["profile"] == {"min": 1, "opt": 4, "max": 8}
+    gpu = manifest.details["gpu"]
+    assert len(gpu["compute_capability"]) == 2 and gpu["name"]
+    assert manifest.parent is not None and manifest.measurements["build_seconds"] > 0
     assert (fp16_engine.parent / "cache.bin").stat().st_size > 0
 
 
@@ -73,9 +81,9 @@ def test_runner_without_host_copies_times_only_the_engine(fp16_engine: Path) -> 
 def test_runner_refuses_a_plan_built_by_another_tensorrt(fp16_engine: Path) -> None:
     from spartan_deploy.runtime.tensorrt import TensorRTRunner
 
-    sidecar_path = fp16_engine.with_name(fp16_engine.name + ".json")
-    sidecar = json.loads(sidecar_path.read_text())
-    sidecar["tensorrt"]["version"] = "9.0.0"
-    sidecar_path.write_text(json.dumps(sidecar))
+    manifest_path = fp16_engine.with_name(fp16_engine.name + ".json")
+    record = json.loads(manifest_path.read_text())
+    record["details"]["tensorrt"]["version"] = "9.0.0"
+    manifest_path.write_text(json.dumps(record))
     with pytest.raises(RuntimeMismatchError, match="9.0.0"):
         TensorRTRunner(fp16_engine).activate()
