@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from spartan_deploy._validate import non_negative_int, optional_positive_int, positive_int
 from spartan_deploy.data import digits as _digits
 from spartan_deploy.data.folder import DECODE_ERRORS, decode, list_folder, probe_readable
 from spartan_deploy.data.preprocess import to_array
@@ -90,12 +91,10 @@ class Dataset:
         dataset order. Unreadable images are skipped and counted; a stream in which no
         image at all could be read raises DataError at its end.
         """
-        if batch_size < 1:
-            raise UsageError(f"batch size must be at least 1, got {batch_size}")
+        positive_int(batch_size, "batch size")
         positions = list(range(len(self))) if order is None else [int(i) for i in order]
-        workers = default_workers() if workers is None else workers
-        if workers < 0:
-            raise UsageError(f"workers must be 0 (decode inline) or more, got {workers}")
+        workers = default_workers() if workers is None else non_negative_int(workers,
+                                                                             "--workers")
         produced = 0
         for images, labels in self._stream(positions, batch_size, workers):
             produced += len(images)
@@ -162,8 +161,7 @@ def open_dataset(source: str | Path, data_config: DataConfig, split: str = "test
     sub-folders (train/, val/ or test/) it picks one, otherwise the folder is used whole.
     ``limit`` keeps a seeded random subset (in dataset order) of that many images.
     """
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1, got {limit}")
+    optional_positive_int(limit, "--limit")
     if is_builtin(source):
         dataset = _open_digits(data_config, split)
     else:

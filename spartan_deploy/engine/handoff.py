@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from spartan_deploy._io import check_output_path
+from spartan_deploy._validate import positive_int
 from spartan_deploy.engine import commands as cmd
 from spartan_deploy.engine.options import BatchProfile, BuildOptions
 from spartan_deploy.engine.reference import (
@@ -122,8 +123,7 @@ def _static_chw(graph: Path, dims: list[int | str]) -> tuple[int, int, int]:
 
 def _batching(profile: BatchProfile, count: int) -> tuple[int, int]:
     """One batch size inside the engine's profile, and a total that is a multiple of it."""
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise UsageError(f"reference image count {count!r} must be a positive integer")
+    positive_int(count, "reference image count")
     batch = min(max(min(profile.opt, count), profile.min), profile.max)
     return batch, batch * -(-max(count, batch) // batch)
 

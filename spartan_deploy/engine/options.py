@@ -64,9 +64,7 @@ class BuildOptions:
     sparsity: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.workspace, bool) or not isinstance(self.workspace, int) \
-                or self.workspace < 1:
-            raise UsageError(f"--workspace {self.workspace!r} must be a positive size")
+        positive_int(self.workspace, "--workspace")
         if self.opt_level is not None and (isinstance(self.opt_level, bool)
                                            or not isinstance(self.opt_level, int)
                                            or not 0 <= self.opt_level <= MAX_OPT_LEVEL):

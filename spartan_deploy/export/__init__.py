@@ -10,5 +10,4 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "ExportResult": "onnx_export", "export_onnx": "onnx_export",
     "DEFAULT_OPSET": "options", "ExportFormat": "options", "ExportOptions": "options",
     "Exporter": "options", "PairMode": "options", "SUPPORTED_OPSETS": "options",
-    "validate_options": "options",
 })

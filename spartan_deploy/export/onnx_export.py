@@ -26,7 +26,7 @@ from spartan_deploy.errors import ExportError, ParityError, UsageError
 from spartan_deploy.evaluation import Comparer, Comparison
 from spartan_deploy import onnx_checks as checks
 from spartan_deploy.export.form import to_export_form
-from spartan_deploy.export.options import ExportOptions, Exporter, validate_options
+from spartan_deploy.export.options import ExportOptions, Exporter
 from spartan_deploy.manifest import (
     ArtefactKind, Manifest, manifest_path, origin_of, parent_of, save_artefact)
 from spartan_deploy.model import LoadedModel
@@ -54,7 +54,6 @@ def export_onnx(loaded: LoadedModel, output: str | Path, options: ExportOptions 
                 force: bool = False) -> ExportResult:
     """Export ``loaded`` to a verified ONNX file plus ``<output>.json`` manifest."""
     start = time.perf_counter()
-    options = validate_options(options)
     if Path(output).suffix != ".onnx":
         raise UsageError(f"-o {str(output)!r} must end in .onnx (runners pick ONNX Runtime by "
                          "that suffix)")

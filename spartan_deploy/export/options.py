@@ -59,18 +59,20 @@ class ExportOptions:
     parity_batch: int = 2  # samples in the seeded parity batch (dynamic batch only)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        _check(self)
+
     def to_dict(self) -> dict[str, Any]:
         return {k: v.value if isinstance(v, enum.Enum) else v
                 for k, v in dataclasses.asdict(self).items()}
 
 
-def validate_options(options: ExportOptions) -> ExportOptions:
+def _check(options: ExportOptions) -> None:
     """Reject bad option values up front (one line naming the value and what to use);
-    returns the options with plain strings turned into their enums."""
-    options = dataclasses.replace(
-        options, fmt=parse_choice(ExportFormat, options.fmt, "--fmt"),
-        exporter=parse_choice(Exporter, options.exporter, "--exporter"),
-        pair_mode=parse_choice(PairMode, options.pair_mode, "--pair-mode"))
+    plain strings become their enums."""
+    for name, kind, flag in (("fmt", ExportFormat, "--fmt"), ("exporter", Exporter, "--exporter"),
+                             ("pair_mode", PairMode, "--pair-mode")):
+        object.__setattr__(options, name, parse_choice(kind, getattr(options, name), flag))
     if options.opset not in SUPPORTED_OPSETS:
         raise UsageError(f"--opset {options.opset} is not supported; use one of "
                          f"{', '.join(map(str, SUPPORTED_OPSETS))} (read by ONNX Runtime and "
@@ -85,4 +87,3 @@ def validate_options(options: ExportOptions) -> ExportOptions:
                          "or more")
     positive_float(options.atol, "--atol")
     positive_int(options.parity_batch, "parity batch")
-    return options

@@ -13,7 +13,6 @@ from spartan_deploy._lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
     "Method": "options", "PruneOptions": "options", "Sparsity": "options",
-    "validate_options": "options",
     "FinetuneOptions": "finetuning", "finetune": "finetuning", "top1": "finetuning",
     "l1_scores": "importance", "taylor_scores": "importance",
     "Figures": "pipeline", "PruneResult": "pipeline",

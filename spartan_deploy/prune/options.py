@@ -52,6 +52,9 @@ class PruneOptions:
     channel_multiple: int | None = None  # None: 16, or 32 with 2:4 (what its kernels need)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        _check(self)
+
     @property
     def multiple(self) -> int:
         """Kept hidden/neck widths prefer multiples of this."""
@@ -61,7 +64,7 @@ class PruneOptions:
             else DEFAULT_CHANNEL_MULTIPLE
 
 
-def validate_options(options: PruneOptions) -> None:
+def _check(options: PruneOptions) -> None:
     """Refuse bad input up front, naming the value."""
     if (options.ratio is None) == (options.target_macs is None):
         raise UsageError("give exactly one of --ratio R (0 < R < 1) and --target-macs X")

@@ -29,7 +29,7 @@ from spartan_deploy.model.spartan import SpaRTAN
 from spartan_deploy.prune import search
 from spartan_deploy.prune.finetuning import FinetuneOptions, ProgressFn, finetune, top1
 from spartan_deploy.prune.importance import l1_scores, taylor_scores
-from spartan_deploy.prune.options import Method, PruneOptions, Sparsity, validate_options
+from spartan_deploy.prune.options import Method, PruneOptions, Sparsity
 from spartan_deploy.prune.plan import (
     BlockScores, pruned_widths, select_channels)
 from spartan_deploy.prune.sparsity import SparsityReport, apply_two_four
@@ -173,7 +173,6 @@ def prune(loaded: LoadedModel, options: PruneOptions, output: str | Path | None 
     """Prune ``loaded.model`` (left untouched) and optionally save the result."""
     start = time.perf_counter()
     say = progress or (lambda _msg: None)
-    validate_options(options)
     if output is not None:
         check_checkpoint_suffix(output)
     out = check_output_path(output, force) if output is not None else None

@@ -33,7 +33,7 @@ from spartan_deploy.quantize.calibration import (
     CalibrationSet, Ranges, cache_key, compute_ranges, folder_digest, load_calibration_set,
     read_cache, write_cache)
 from spartan_deploy.quantize.options import (
-    OUTPUT_TAGS, QuantizeOptions, Target, validate_options)
+    OUTPUT_TAGS, QuantizeOptions, Target)
 from spartan_deploy.runtime.onnxruntime_runner import OnnxRuntimeRunner
 from spartan_deploy.runtime.options import Device, RunnerOptions
 
@@ -138,7 +138,6 @@ def _run(job: _Job, calib: CalibrationSet, labelled: EvalData | None,
 
 def _prepare(onnx_path: str | Path, options: QuantizeOptions, output: str | Path | None,
              force: bool, tmp: Path) -> _Job:
-    options = validate_options(options)
     source = Path(onnx_path)
     model = graph.load_source(source)
     out = Path(output) if output is not None else default_output(source, options.target)

@@ -61,6 +61,9 @@ class QuantizeOptions:
     batch_size: int = 64  # calibration batch, lowered to keep activations under 1 GiB
     data_config: DataConfig | None = None
 
+    def __post_init__(self) -> None:
+        _check(self)
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):
@@ -85,10 +88,10 @@ def parse_method(value: str | CalibMethod) -> CalibMethod:
     return parse_choice(CalibMethod, value, "--method")
 
 
-def validate_options(options: QuantizeOptions) -> QuantizeOptions:
-    """Reject bad values naming the value and what to use; returns options with enums."""
-    options = dataclasses.replace(options, target=parse_target(options.target),
-                                  method=parse_method(options.method))
+def _check(options: QuantizeOptions) -> None:
+    """Reject bad values naming the value and what to use; strings become their enums."""
+    object.__setattr__(options, "target", parse_target(options.target))
+    object.__setattr__(options, "method", parse_method(options.method))
     optional_positive_int(options.calib_count, "--calib-count")
     non_negative_int(options.holdout, "held-out image count")
     positive_int(options.batch_size, "calibration batch size")
@@ -106,4 +109,3 @@ def validate_options(options: QuantizeOptions) -> QuantizeOptions:
     if bad:
         raise UsageError("--exclude got an empty name; give an operator type (e.g. Conv) or "
                          "a node name")
-    return options

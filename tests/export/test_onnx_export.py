@@ -160,19 +160,18 @@ def test_simplified_graph_dropped_when_it_breaks_parity(tiny_loaded, tmp_path, m
     assert result.simplified is False and result.parity.max_abs_diff <= 1e-4
 
 
-@pytest.mark.parametrize(("options", "match"), [
-    (ExportOptions(opset=11), "--opset 11"),
-    (ExportOptions(opset=21), "--opset 21"),
-    (ExportOptions(fmt="tflite"), "--fmt 'tflite'"),
-    (ExportOptions(batch=0), "--batch 0"),
-    (ExportOptions(img_size=16), "--img-size 16"),
-    (ExportOptions(atol=0.0), "--atol"),
+@pytest.mark.parametrize(("fields", "match"), [
+    (dict(opset=11), "--opset 11"),
+    (dict(opset=21), "--opset 21"),
+    (dict(fmt="tflite"), "--fmt 'tflite'"),
+    (dict(batch=0), "--batch 0"),
+    (dict(img_size=16), "--img-size 16"),
+    (dict(atol=0.0), "--atol"),
 ])
-def test_bad_options_are_one_line_usage_errors(tiny_loaded, tmp_path, options, match):
+def test_bad_options_are_one_line_usage_errors(fields, match):
     with pytest.raises(UsageError, match=match) as err:
-        export_onnx(tiny_loaded, tmp_path / "model.onnx", options)
+        ExportOptions(**fields)
     assert "\n" not in str(err.value)
-    assert not any(tmp_path.iterdir())
 
 
 def test_unwritable_output_leaves_nothing(tiny_loaded, tmp_path):
