@@ -82,6 +82,15 @@ def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
     return decorate
 
 
+_WIDE = 160  # width for output that is not a terminal (pipes, logs, tests)
+
+
+def show_table(table: Any) -> None:
+    """Print a rich table whole: a pipe has no width, so give it room rather than wrap."""
+    target = console if console.is_terminal else Console(width=max(console.width, _WIDE))
+    target.print(table)
+
+
 def emit_json(data: Any, target: Path | None, force: bool = False) -> None:
     """``--json PATH``: write ``data`` there atomically (refusing an existing file without
     --force), or print it when PATH is ``-``."""

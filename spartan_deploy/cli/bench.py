@@ -7,11 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from spartan_deploy.cli.app import command, console, err_console
+from spartan_deploy.cli.app import command, console, err_console, show_table
 from spartan_deploy.cli.options import (
     BatchOpt, DataOpt, DeviceOpt, ForceOpt, ImgSizeOpt, JsonOpt, LimitOpt, ModelOpt,
     PrecisionOpt, ReportOpt, RuntimeOpt, ThreadsOpt, TrustOpt, WeightsOpt, one_batch)
@@ -155,15 +154,6 @@ def eval_command(
     _write_outputs(result, json_path, report, force)
 
 
-_WIDE = 160  # width for output that is not a terminal (pipes, logs, tests)
-
-
-def _show(table: Table) -> None:
-    """Print a table whole: a pipe has no width, so give it room rather than wrap cells."""
-    target = console if console.is_terminal else Console(width=max(console.width, _WIDE))
-    target.print(table)
-
-
 def _table(title: str, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
     from spartan_deploy.report.tables import TEXT_COLUMNS
 
@@ -181,14 +171,14 @@ def _print_bench(report: BenchReport) -> None:
 
     env = report.env
     where = (env.get("gpu") or {}).get("name") or env["machine"]["cpu"]
-    _show(_table(f"spartan bench on {where}: latency in ms per batch", BENCH_HEADERS,
+    show_table(_table(f"spartan bench on {where}: latency in ms per batch", BENCH_HEADERS,
                          bench_rows(report)))
     if compute := compute_rows(report):
-        _show(_table("compute only (device events)", ("artefact", "batch", "mean ms",
+        show_table(_table("compute only (device events)", ("artefact", "batch", "mean ms",
                              "median", "p99", "img/s"), compute))
     if report.accuracy:
         data = report.data or {}
-        _show(_table(f"accuracy on {data.get('source')} ({data.get('count')} images)",
+        show_table(_table(f"accuracy on {data.get('source')} ({data.get('count')} images)",
                              ("artefact", "images", "top-1", "top-5", "top-1 agree",
                               "max |Δlogit|", "mean |Δlogit|"), bench_accuracy_rows(report)))
 
@@ -199,7 +189,7 @@ def _print_eval(report: EvalReport) -> None:
     data = report.data
     title = (f"spartan eval on {data.get('source')} ({data.get('split')}, "
              f"{data.get('count')} images); reference: {report.reference or 'none'}")
-    _show(_table(title, EVAL_HEADERS, eval_rows(report)))
+    show_table(_table(title, EVAL_HEADERS, eval_rows(report)))
     for message in report.notes:
         err_console.print(f"[yellow]note:[/] {message}")
 

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from spartan_deploy.cli.app import command, console, emit_json
+from spartan_deploy.cli.app import command, console, emit_json, show_table
 from spartan_deploy.cli.options import ForceOpt, ImgSizeOpt, JsonOpt, ModelOpt, TrustOpt, WeightsOpt
 
 if TYPE_CHECKING:
@@ -91,16 +91,24 @@ def _print_lineage(steps: list[LineageStep]) -> None:
     for step in steps:
         m = step.manifest
         style = "green" if step.status == "ok" else "yellow" if step.ok else "bold red"
-        table.add_row(escape(str(step.path)), m.kind.value if m else "checkpoint",
+        table.add_row(escape(_short(step.path)), m.kind.value if m else "checkpoint",
                       m.stage if m else "-", m.precision.value if m else "-",
                       (step.actual_sha256 or "missing")[:16],
                       f"[{style}]{step.status}[/]")
-    console.print(table)
+    show_table(table)
     head = steps[0].manifest
     if head is not None:
         console.print(f"model {escape(str(head.model))}, checkpoint sha256 "
                       f"{(head.checkpoint_sha256 or 'none (random init)')[:16]}, made "
                       f"{head.created}", highlight=False)
+
+
+def _short(path: Path) -> str:
+    """A path as short as it can be said: relative to here when that is shorter."""
+    import os
+
+    relative = os.path.relpath(path)
+    return relative if len(relative) < len(str(path)) else str(path)
 
 
 def _to_json(name: str, config: dict, result: Complexity) -> dict:

@@ -91,6 +91,9 @@ class Orchestrator:
         self.ledger = Ledger(self.folder)
         self.records: list[StageRecord] = []
         self.on_start, self.on_record = on_start, on_record
+        if self.ledger.damaged:
+            self.skip("ledger", f"{self.ledger.path} was unreadable or of the wrong shape: "
+                      "rebuilt; intact artefacts are adopted from their manifests")
         self._calibration: dict[str, CalibrationSet] = {}
         self._data: dict[str, EvalData | None] = {}
 

@@ -101,3 +101,22 @@ def test_yaml_custom_model_works(tmp_path):
     result = _invoke("info", "--model", str(path), "--json", "-")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["img_size"] == 64
+
+
+def test_info_artefact_prints_its_lineage_and_names_a_changed_file(tmp_path, tiny_model):
+    from spartan_deploy.export import ExportOptions, export_onnx
+    from spartan_deploy.model import DataConfig, load_model, save_checkpoint
+
+    weights = save_checkpoint(tmp_path / "tiny.pt", tiny_model, DataConfig(input_size=64))
+    onnx_path = tmp_path / "model.onnx"
+    export_onnx(load_model(weights=weights), onnx_path, ExportOptions(simplify=False))
+    ok = _invoke("info", str(onnx_path))
+    assert ok.exit_code == 0, ok.output
+    assert "lineage" in ok.output and "model.onnx" in ok.output and "tiny.pt" in ok.output
+    assert ok.output.count(" ok") >= 2
+    listed = _invoke("info", str(onnx_path), "--json", "-")
+    steps = json.loads(listed.output)
+    assert [s["status"] for s in steps] == ["ok", "ok"]
+    weights.write_bytes(weights.read_bytes() + b"\0")
+    bad = _invoke("info", str(onnx_path))
+    assert bad.exit_code == 1 and "tiny.pt is changed" in bad.output

@@ -100,3 +100,51 @@ def test_interrupt_leaves_nothing_half_written(workspace, monkeypatch):
 def test_bad_options(workspace, changes, message):
     with pytest.raises(UsageError, match=message):
         _options(workspace, **changes)
+
+
+def test_every_manifest_of_a_run_names_its_parent_by_hash(workspace):
+    """Walk every manifest the run wrote: each parent exists with the recorded sha256, and
+    every chain ends at the checkpoint the run started from."""
+    from spartan_deploy._io import sha256_file
+    from spartan_deploy.manifest import lineage, read_manifest
+
+    result = run_pipeline(_options(workspace))
+    weights = workspace[1]
+    manifests = sorted(result.out.glob("*.json"))
+    artefacts = [m.with_name(m.name[:-len(".json")]) for m in manifests
+                 if m.name != "pipeline.json" and m.with_name(m.name[:-5]).is_file()]
+    assert len(artefacts) >= 5  # model.onnx, two Q/DQ graphs, two precision graphs
+    for artefact in artefacts:
+        recorded = read_manifest(artefact)
+        assert recorded.sha256 == sha256_file(artefact), artefact
+        parent = recorded.parent.resolve(artefact)
+        assert sha256_file(parent) == recorded.parent.sha256, artefact
+        steps = lineage(artefact)
+        assert all(step.status == "ok" for step in steps), artefact
+        assert steps[-1].path.resolve() == weights.resolve()
+        assert recorded.checkpoint_sha256 == sha256_file(weights)
+
+
+def test_files_the_run_did_not_make_are_never_replaced_without_force(workspace, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "model.onnx").write_bytes(b"my own model, not the pipeline's")
+    from spartan_deploy.errors import OutputExistsError
+
+    with pytest.raises(OutputExistsError, match="model.onnx.*--force"):
+        run_pipeline(_options(workspace, out=out))
+    assert (out / "model.onnx").read_bytes() == b"my own model, not the pipeline's"
+    result = run_pipeline(_options(workspace, out=out, force=True))
+    assert {r.name: r.status for r in result.stages}["export"] is Status.DONE
+
+
+def test_a_ledger_of_the_wrong_shape_is_rebuilt(workspace):
+    from spartan_deploy.pipeline.ledger import Ledger
+
+    out = run_pipeline(_options(workspace)).out
+    (out / "pipeline.json").write_text('{"version": 2, "stages": {"export": [1, 2]}}')
+    ledger = Ledger(out)
+    assert ledger.damaged and ledger.summary("export") == {}
+    # The artefacts are intact and their manifests say what made them: adopted, not redone.
+    status = {r.name: r.status for r in run_pipeline(_options(workspace)).stages}
+    assert status["export"] is Status.REUSED
