@@ -215,3 +215,46 @@ def resolve_img_size(runner: Runner, requested: int | None, label: str) -> int:
             return recorded.input_size
     raise UsageError(f"cannot tell the input size of {label!r} (no manifest, dynamic "
                      "shape); pass --img-size N")
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundTimes:
+    """Seconds per call of several candidates timed round-robin (wall and process CPU)."""
+
+    wall: dict[str, list[float]]
+    cpu: dict[str, list[float]]
+
+    def summary(self, base: str | None = None) -> dict[str, dict[str, float]]:
+        """Per candidate: median and min wall, median CPU and, against ``base``, the median
+        of the per-round speed ratios (noise that hits one round hits both sides)."""
+        import statistics
+
+        out = {}
+        for name, wall in self.wall.items():
+            row = {"median": statistics.median(wall), "min": min(wall),
+                   "cpu": statistics.median(self.cpu[name])}
+            if base is not None:
+                row["round_ratio"] = statistics.median(
+                    b / w for b, w in zip(self.wall[base], wall))
+            out[name] = row
+        return out
+
+
+def time_interleaved(calls: dict[str, Callable[[], Any]], rounds: int,
+                     warmup: int = 1) -> RoundTimes:
+    """Time each call once per round, the candidates taking turns, after ``warmup`` calls
+    each: on a shared, noisy machine a load spike then hits every candidate alike, so the
+    ratios within a round stay honest where separate runs would not."""
+    positive_int(rounds, "rounds")
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    wall: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start_cpu, start = time.process_time(), time.perf_counter()
+            call()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return RoundTimes(wall, cpu)

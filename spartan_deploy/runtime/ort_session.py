@@ -42,6 +42,7 @@ class SessionSpec:
     optimization: GraphOptimization = GraphOptimization.ALL
     spinning: bool = False
     save_optimized: Path | None = None
+    profile_prefix: str | None = None  # ONNX Runtime's per-node profile (benchmarks)
 
 
 def open_session(model: Any, spec: SessionSpec = SessionSpec(), what: str | None = None) -> Any:
@@ -59,6 +60,9 @@ def open_session(model: Any, spec: SessionSpec = SessionSpec(), what: str | None
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if spec.save_optimized is not None:
         options.optimized_model_filepath = str(spec.save_optimized)
+    if spec.profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = spec.profile_prefix
     payload = _payload(model)
     try:
         return ort.InferenceSession(payload, options, providers=list(spec.providers))
