@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,14 +23,15 @@ from typing import Any
 import numpy as np
 import onnx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from spartan_deploy.data import DIGITS_DATA_CONFIG, load_calibration  # noqa: E402
-from spartan_deploy.engine import FragilePart, PrecisionOptions, convert_to_fp16  # noqa: E402
-from spartan_deploy.engine.emulate import emulate_fp16  # noqa: E402
-from spartan_deploy.engine.evaluate import (  # noqa: E402
-    load_eval_data, measure, reference_logits, session)
-from spartan_deploy.engine.graph import ensure_node_names, find_parts  # noqa: E402
+from spartan_deploy.data import DIGITS_DATA_CONFIG, load_calibration
+from spartan_deploy.engine import FragilePart, PrecisionOptions, convert_to_fp16
+from spartan_deploy.engine.emulate import emulate_fp16
+from spartan_deploy.engine.evaluate import measure, reference_logits
+from spartan_deploy.engine.graph import find_parts
+from spartan_deploy.evaluation import compare, load_eval_data, top1
+from spartan_deploy.onnx_graph import ensure_node_names
+from spartan_deploy.paths import bundled_calib_dir
+from spartan_deploy.runtime.ort_session import GraphOptimization, SessionSpec, open_session
 
 P = FragilePart
 POLICIES: dict[str, tuple[FragilePart, ...]] = {
@@ -50,6 +50,11 @@ def export_bundled(folder: Path) -> Path:
     return export_onnx(load_model(), folder / "model.onnx").path
 
 
+def as_written(model: onnx.ModelProto):
+    """A CPU session that runs every node as written (no graph optimisation)."""
+    return open_session(model, SessionSpec(optimization=GraphOptimization.NONE))
+
+
 def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     """A copy whose graph also outputs ``names`` (types left to inference)."""
     copy = onnx.ModelProto()
@@ -61,8 +66,8 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 def argmax_flips(fp32: onnx.ModelProto, graph: onnx.ModelProto, images: np.ndarray) -> list:
     """Per block: the share of pixels whose wave-mixer argmax differs from FP32's."""
     names = [n.output[0] for n in graph.graph.node if n.op_type == "ArgMax"]
-    ref = session(with_outputs(fp32, names), optimize=False)
-    emu = session(with_outputs(emulate_fp16(graph), names), optimize=False)
+    ref = as_written(with_outputs(fp32, names))
+    emu = as_written(with_outputs(emulate_fp16(graph), names))
     a = ref.run(names, {"input": images})
     b = emu.run(names, {"input": images})
     return [round(float(np.mean(x != y)), 5) for x, y in zip(a, b)]
@@ -78,7 +83,7 @@ def norm_magnitudes(fp32: onnx.ModelProto, images: np.ndarray) -> dict[str, floa
                and nodes[n].input[0] == nodes[n].input[1]]
     square_set = set(squares)
     inputs = sorted({m.input[0] for m in means if m.input[0] not in square_set})
-    outs = session(with_outputs(model, inputs + squares), optimize=False).run(
+    outs = as_written(with_outputs(model, inputs + squares)).run(
         inputs + squares, {"input": images})
     return {"max_abs_input": float(max(np.abs(o).max() for o in outs[:len(inputs)])),
             "max_abs_mean": float(max(np.abs(o.mean(axis=(1, 2, 3))).max()
@@ -98,11 +103,10 @@ def torch_half(data, reference: np.ndarray) -> dict[str, Any]:
     with torch.no_grad():
         logits = torch.cat([form(torch.from_numpy(data.images[i:i + 64]).half()).float()
                             for i in range(0, len(data), 64)]).numpy()
-    diff = np.abs(logits - reference)
-    return {"top1": float(np.mean(logits.argmax(1) == data.labels)),
-            "agreement_top1": float(np.mean(logits.argmax(1) == reference.argmax(1))),
-            "max_logit_diff": float(diff.max()), "mean_logit_diff": float(diff.mean()),
-            "nonfinite_images": int((~np.isfinite(logits)).any(1).sum())}
+    figures = compare(reference, logits)
+    return {"top1": top1(logits, data.labels), "agreement_top1": figures.top1_agreement,
+            "max_logit_diff": figures.max_abs_diff, "mean_logit_diff": figures.mean_abs_diff,
+            "nonfinite_images": figures.nonfinite_rows}
 
 
 def run_policy(fp32, keep, data, reference, ref_images) -> dict[str, Any]:
@@ -121,10 +125,11 @@ def run_int8(onnx_path: Path, data, reference, ref_images) -> dict[str, Any]:
     from spartan_deploy.quantize import QuantizeOptions, Target, quantize_onnx
 
     start = time.perf_counter()
-    result = quantize_onnx(onnx_path, Path("calib"), QuantizeOptions(target=Target.TENSORRT),
+    result = quantize_onnx(onnx_path, bundled_calib_dir(),
+                           QuantizeOptions(target=Target.TENSORRT),
                            output=onnx_path.with_name("model.int8.trt.onnx"), force=True)
     quantize_s = time.perf_counter() - start
-    qdq = onnx.load(getattr(result, "path", onnx_path.with_name("model.int8.trt.onnx")))
+    qdq = onnx.load(result.path)
     start = time.perf_counter()
     conversion = convert_to_fp16(qdq, PrecisionOptions(), ref_images)
     return {"quantize_seconds": round(quantize_s, 1),
@@ -147,7 +152,7 @@ def main() -> None:
     fp32 = onnx.load(path)
     data = load_eval_data("digits", DIGITS_DATA_CONFIG)
     reference = reference_logits(fp32, data)
-    ref_images = load_calibration("calib", DIGITS_DATA_CONFIG)[:32]
+    ref_images = load_calibration(bundled_calib_dir(), DIGITS_DATA_CONFIG)[:32]
     results: dict[str, Any] = {
         "onnx": str(path), "images": len(data),
         "fp32_top1": float(np.mean(reference.argmax(1) == data.labels)),

@@ -21,9 +21,9 @@ The analysis around these sections lives in benchmarks/results/export.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,16 +32,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from spartan_deploy._io import library_versions, machine_info  # noqa: E402
-from spartan_deploy.export import (  # noqa: E402
-    Exporter, ExportOptions, PairMode, export_onnx)
-from spartan_deploy.onnx_checks import operator_counts  # noqa: E402
-from spartan_deploy.model import load_model  # noqa: E402
+from spartan_deploy._io import library_versions, machine_info
+from spartan_deploy.bench.timing import time_interleaved
+from spartan_deploy.export import Exporter, ExportOptions, PairMode, export_onnx
+from spartan_deploy.model import load_model
+from spartan_deploy.onnx_checks import operator_counts
+from spartan_deploy.runtime.ort_session import GraphOptimization, SessionSpec, open_session
 
 
 def parse_args() -> argparse.Namespace:
@@ -62,9 +61,8 @@ def time_cli_export(workdir: Path) -> tuple[float, Path]:
     """Wall time of the whole ``spartan export`` command for spartan-t (random weights)."""
     out = workdir / "cli" / "model.onnx"
     start = time.perf_counter()
-    subprocess.run([sys.executable, str(REPO / "cli.py"), "export", "--model", "spartan-t",
-                    "--random-weights", "-o", str(out)], check=True, cwd=REPO,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "spartan_deploy", "export", "--model", "spartan-t",
+                    "--random-weights", "-o", str(out)], check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start, out
 
 
@@ -80,12 +78,9 @@ def naive_dynamo_export(model: torch.nn.Module, size: int, path: Path) -> Path:
 
 
 def ort_runner(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    # spinning: the runners are timed back to back, as ONNX Runtime's default does
+    session = open_session(path, SessionSpec(threads=threads, optimization=GraphOptimization.ALL,
+                                             spinning=True))
     return lambda x: session.run(None, {"input": x})[0]
 
 
@@ -98,19 +93,8 @@ def torch_runner(model: torch.nn.Module):
 
 def measure(runners: dict, x: np.ndarray, rounds: int, warmup: int) -> dict:
     """Interleaved rounds; per runner: wall seconds and process CPU seconds per call."""
-    for run in runners.values():
-        for _ in range(warmup):
-            run(x)
-    wall: dict[str, list[float]] = {k: [] for k in runners}
-    cpu: dict[str, list[float]] = {k: [] for k in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
-            c, t = time.process_time(), time.perf_counter()
-            run(x)
-            wall[name].append(time.perf_counter() - t)
-            cpu[name].append(time.process_time() - c)
-    return {k: {"median": statistics.median(v), "min": min(v),
-                "cpu": statistics.median(cpu[k])} for k, v in wall.items()}
+    calls = {name: (lambda run=run: run(x)) for name, run in runners.items()}
+    return time_interleaved(calls, rounds, warmup).summary()
 
 
 def build_variants(loaded, workdir: Path, size: int) -> dict[str, Path]:
@@ -123,7 +107,7 @@ def build_variants(loaded, workdir: Path, size: int) -> dict[str, Path]:
     }
     paths = {}
     for i, (label, options) in enumerate(variants.items()):
-        options = ExportOptions(**{**options.__dict__, "img_size": size})
+        options = dataclasses.replace(options, img_size=size)
         paths[label] = export_onnx(loaded, workdir / f"variant{i}.onnx", options).path
     return paths
 
@@ -149,7 +133,7 @@ def main() -> None:
         x = np.random.default_rng(0).standard_normal(
             (args.batch, 3, args.img_size, args.img_size), dtype=np.float32)
         results = measure(runners, x, args.rounds, args.warmup)
-        ops = {k: operator_counts(__import__("onnx").load(p)) for k, p in paths.items()}
+        ops = {k: operator_counts(onnx.load(p)) for k, p in paths.items()}
     report = render(args, results, ops, cli_seconds, load_before, os.getloadavg())
     print(report)
     if args.write:

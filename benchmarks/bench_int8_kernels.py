@@ -23,43 +23,33 @@ import argparse
 import datetime
 import math
 import os
-import statistics
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from spartan_deploy._io import run_conditions  # noqa: E402
+from spartan_deploy._io import run_conditions
+from spartan_deploy.bench.timing import time_interleaved
+from spartan_deploy.runtime.ort_session import GraphOptimization, SessionSpec, open_session
 
 NHWC = [32, 56, 56, 128]
 SCALE, ZERO = 0.05, 128
 
 
 def _session(graph, threads: int):
-    import onnxruntime as ort
     from onnx import helper
 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21),
                                                     helper.make_opsetid("com.microsoft", 1)])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
+    # spinning: each kernel is timed back to back, as ONNX Runtime's default does
+    return open_session(model, SessionSpec(threads=threads, optimization=GraphOptimization.ALL,
+                                           spinning=True))
 
 
 def median_ms(graph, feed: np.ndarray, threads: int, rounds: int) -> tuple[float, np.ndarray]:
     session = _session(graph, threads)
-    out = session.run(None, {"x": feed})[0]
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        session.run(None, {"x": feed})
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times), out
+    out = session.run(None, {"x": feed})[0]  # also the warm-up
+    timed = time_interleaved({"graph": lambda: session.run(None, {"x": feed})}, rounds, warmup=0)
+    return 1000 * timed.summary()["graph"]["median"], out
 
 
 def _consts(**values) -> list:

@@ -17,21 +17,19 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from spartan_deploy._io import library_versions, machine_info  # noqa: E402
-from spartan_deploy.model import load_model  # noqa: E402
-from spartan_deploy.model.complexity import complexity  # noqa: E402
-from spartan_deploy.prune import Method, PruneOptions, Sparsity, prune  # noqa: E402
+from spartan_deploy._io import library_versions, machine_info
+from spartan_deploy.bench.timing import RoundTimes, time_interleaved
+from spartan_deploy.model import load_model
+from spartan_deploy.model.complexity import complexity
+from spartan_deploy.prune import Method, PruneOptions, Sparsity, prune
+from spartan_deploy.runtime.ort_session import GraphOptimization, SessionSpec, open_session
 
 
 def digits_part(epochs: int, ratio: float) -> list[dict]:
@@ -74,27 +72,14 @@ def method_sweep(ratios: tuple[float, ...]) -> list[dict]:
 
 
 def _time_sessions(paths: dict[str, Path], batch: int, size: int, threads: int,
-                   rounds: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+                   rounds: int) -> RoundTimes:
     """Wall and process-CPU seconds per batch of each session, interleaved round by round."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sessions = {name: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
-                for name, p in paths.items()}
+    # spinning: the sessions are timed back to back, as ONNX Runtime's default does
+    spec = SessionSpec(threads=threads, optimization=GraphOptimization.ALL, spinning=True)
+    sessions = {name: open_session(p, spec) for name, p in paths.items()}
     x = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32)
-    wall: dict[str, list[float]] = {name: [] for name in sessions}
-    cpu: dict[str, list[float]] = {name: [] for name in sessions}
-    for session in sessions.values():  # warm-up
-        session.run(None, {"input": x})
-    for _ in range(rounds):
-        for name, session in sessions.items():
-            start, start_cpu = time.perf_counter(), time.process_time()
-            session.run(None, {"input": x})
-            wall[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - start_cpu)
-    return wall, cpu
+    return time_interleaved({name: (lambda s=session: s.run(None, {"input": x}))
+                             for name, session in sessions.items()}, rounds)
 
 
 def speed_part(size: int, batch: int, threads: int, rounds: int, macs_share: float) -> dict:
@@ -111,9 +96,11 @@ def speed_part(size: int, batch: int, threads: int, rounds: int, macs_share: flo
         for name, model in (("unpruned", loaded), ("pruned", pruned)):
             paths[name] = export_onnx(model, work / f"{name}.onnx",
                                       ExportOptions(img_size=size)).path
-        times, cpu = _time_sessions(paths, batch, size, threads, rounds)
-    best = {k: min(v) for k, v in times.items()}
-    median = {k: statistics.median(v) for k, v in times.items()}
+        timed = _time_sessions(paths, batch, size, threads, rounds)
+    summary = timed.summary(base="unpruned")
+    best = {k: v["min"] for k, v in summary.items()}
+    median = {k: v["median"] for k, v in summary.items()}
+    cpu = {k: v["cpu"] for k, v in summary.items()}
     return {
         "img_size": size, "batch": batch, "threads": threads, "rounds": rounds,
         "width_ratio": result.ratio, "params": [result.before.params, result.pruned.params],
@@ -124,12 +111,11 @@ def speed_part(size: int, batch: int, threads: int, rounds: int, macs_share: flo
         "speedup_median": median["unpruned"] / median["pruned"],
         # Each round times the two back to back: the median of per-round ratios cancels
         # load that drifts between rounds.
-        "speedup_paired": statistics.median(
-            a / b for a, b in zip(times["unpruned"], times["pruned"])),
+        "speedup_paired": summary["pruned"]["round_ratio"],
         # CPU seconds the process spent per batch: on a machine shared with other work this
         # leaves out time spent waiting for a core (cache contention still counts).
-        "cpu_median_s": {k: statistics.median(v) for k, v in cpu.items()},
-        "speedup_cpu": statistics.median(cpu["unpruned"]) / statistics.median(cpu["pruned"]),
+        "cpu_median_s": cpu,
+        "speedup_cpu": cpu["unpruned"] / cpu["pruned"],
         "stages": result.to_dict()["stages"],
     }
 

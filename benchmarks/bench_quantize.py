@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -30,12 +29,12 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from spartan_deploy._io import run_conditions
+from spartan_deploy.bench.timing import time_interleaved
+from spartan_deploy.paths import bundled_calib_dir
+from spartan_deploy.quantize import QuantizeOptions, Target, quantize_onnx
+from spartan_deploy.runtime.ort_session import GraphOptimization, SessionSpec, open_session
 
-from spartan_deploy._io import run_conditions  # noqa: E402
-from spartan_deploy.quantize import QuantizeOptions, Target, quantize_onnx  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 METHODS = ("entropy", "max", "percentile")
 BUDGET = {"cpu": 0.5, "tensorrt": 1.0}
 
@@ -61,13 +60,15 @@ def accuracy(workdir: Path, calib: Path) -> list[dict[str, Any]]:
                 source, calib, QuantizeOptions(target=Target(target), method=method,
                                                data="digits", cache=False),
                 source.with_name(f"model.int8.{target}.{method}.onnx"), force=True)
-            rows.append({"target": target, "method": method, "fp32": result.fp32_top1,
-                         "int8": result.int8_top1, "agree": result.data.top1_agreement,
-                         "holdout": result.holdout, "pairs": result.qdq["activation_qdq_pairs"],
+            # top-1 in percent: the drop is compared with BUDGET in points
+            fp32, int8 = 100 * result.fp32_top1, 100 * result.int8_top1
+            rows.append({"target": target, "method": method, "fp32": fp32, "int8": int8,
+                         "agree": result.data.top1_agreement, "holdout": result.holdout,
+                         "pairs": result.qdq["activation_qdq_pairs"],
                          "int8_nodes": len(result.quantized_nodes),
                          "seconds": time.perf_counter() - start})
-            print(f"  {target:8s} {method:10s} FP32 {result.fp32_top1:.2f} INT8 "
-                  f"{result.int8_top1:.2f}", file=sys.stderr, flush=True)
+            print(f"  {target:8s} {method:10s} FP32 {fp32:.2f} INT8 {int8:.2f}",
+                  file=sys.stderr, flush=True)
     return rows
 
 
@@ -135,34 +136,18 @@ def _images(result: Any) -> np.ndarray:
     from spartan_deploy.data import load_calibration
     from spartan_deploy.model.config import DataConfig
 
-    config = DataConfig.from_dict(result.manifest["data_config"])
-    return load_calibration(REPO / "calib", config, count=16)
+    config = DataConfig.from_dict(result.manifest.data_config)
+    return load_calibration(bundled_calib_dir(), config, count=16)
 
 
 def measure(paths: dict[str, Path], threads: int, batch: int, rounds: int) -> dict[str, Any]:
-    import onnxruntime as ort
-
     x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224), dtype=np.float32)
-    sessions = {}
-    for name, path in paths.items():
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        sessions[name] = ort.InferenceSession(str(path), options,
-                                              providers=["CPUExecutionProvider"])
-        sessions[name].run(None, {"input": x})  # warm-up
-    wall: dict[str, list[float]] = {k: [] for k in sessions}
-    cpu: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(rounds):
-        for name, sess in sessions.items():
-            c, t = time.process_time(), time.perf_counter()
-            sess.run(None, {"input": x})
-            wall[name].append(time.perf_counter() - t)
-            cpu[name].append(time.process_time() - c)
-    base = "FP32 export (ours)"
-    return {k: {"median": statistics.median(v), "min": min(v), "cpu": statistics.median(cpu[k]),
-                "round_ratio": statistics.median(
-                    b / w for b, w in zip(wall[base], v))} for k, v in wall.items()}
+    # spinning: the sessions are timed back to back, as ONNX Runtime's default does
+    spec = SessionSpec(threads=threads, optimization=GraphOptimization.ALL, spinning=True)
+    sessions = {name: open_session(path, spec) for name, path in paths.items()}
+    timed = time_interleaved({name: (lambda s=sess: s.run(None, {"input": x}))
+                              for name, sess in sessions.items()}, rounds)
+    return timed.summary(base="FP32 export (ours)")
 
 
 def render(args: argparse.Namespace, acc: list[dict[str, Any]] | None,
@@ -181,7 +166,7 @@ def render(args: argparse.Namespace, acc: list[dict[str, Any]] | None,
             lines.append(f"| {r['target']} | {r['method']} | {r['fp32']:.2f}% | "
                          f"{r['int8']:.2f}% | {drop:+.2f} | <= {BUDGET[r['target']]} {ok} | "
                          f"{r['agree']:.2%} | {h.top1_agreement:.2%} / {h.max_abs_diff:.3f} / "
-                         f"{h.mean_abs_diff:.4f} ({h.images} img) | {r['pairs']} | "
+                         f"{h.mean_abs_diff:.4f} ({h.samples} img) | {r['pairs']} | "
                          f"{r['int8_nodes']} | {r['seconds']:.0f} |")
         lines.append("")
     if speed:
@@ -211,7 +196,7 @@ def main() -> None:
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
-    calib = REPO / "calib"
+    calib = bundled_calib_dir()
     with tempfile.TemporaryDirectory(prefix="bench-quantize-") as tmp:
         work = Path(tmp)
         acc = None if args.skip_accuracy else accuracy(work, calib)

@@ -38,15 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
+from spartan_deploy._io import library_versions, machine_info
+from spartan_deploy.bench import BenchOptions, time_runner
+from spartan_deploy.bench.artefacts import torch_runner_for
+from spartan_deploy.model import load_model
+from spartan_deploy.runtime import Device, RunnerOptions, open_runner
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from spartan_deploy._io import library_versions, machine_info  # noqa: E402
-from spartan_deploy.bench import BenchOptions, time_runner  # noqa: E402
-from spartan_deploy.bench.artefacts import torch_runner_for  # noqa: E402
-from spartan_deploy.model import load_model  # noqa: E402
-from spartan_deploy.runtime import Device, RunnerOptions, open_runner  # noqa: E402
-
 RESULTS = REPO / "benchmarks" / "results" / "bench.md"
 _POLY_TIME = re.compile(r"Average inference time: ([0-9.]+) ms")
 Chunk = Callable[[int], float]  # run n iterations, return their mean ms
@@ -161,7 +159,7 @@ def spartan_cli_ms(path: Path, batch: int, size: int, iterations: int) -> float:
     """`spartan bench` as a user runs it (a fresh process), read back from its --json."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.json"
-        cmd = [sys.executable, str(REPO / "cli.py"), "bench", str(path), "--batch", str(batch),
+        cmd = [sys.executable, "-m", "spartan_deploy", "bench", str(path), "--batch", str(batch),
                "--img-size", str(size), "--iterations", str(iterations), "--warmup", "1",
                "--json", str(out)]
         subprocess.run(cmd, capture_output=True, text=True, check=True)

@@ -26,19 +26,15 @@ import datetime
 import json
 import os
 import re
-import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from spartan_deploy._io import run_conditions
+from spartan_deploy.bench.timing import time_interleaved
+from spartan_deploy.runtime.ort_session import GraphOptimization, SessionSpec, open_session
 
-from spartan_deploy._io import run_conditions  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 TARGET = 1.5
 BOUNDARY_OPS = ("QuantizeLinear", "DequantizeLinear", "Transpose")
 CATEGORIES = {
@@ -55,42 +51,30 @@ def build(work: Path, calib_count: int) -> dict[str, Path]:
 
     from spartan_deploy.export import ExportOptions, export_onnx
     from spartan_deploy.model import load_model
+    from spartan_deploy.paths import bundled_calib_dir
     from spartan_deploy.quantize import QuantizeOptions, Target, quantize_onnx
 
     torch.set_num_threads(1)
     model = load_model("spartan-t", allow_random=True)
     fp32 = export_onnx(model, work / "model.onnx", ExportOptions(img_size=224)).path
-    int8 = quantize_onnx(fp32, REPO / "calib", QuantizeOptions(
+    int8 = quantize_onnx(fp32, bundled_calib_dir(), QuantizeOptions(
         target=Target.CPU, method="max", calib_count=calib_count, holdout=8),
         work / "model.int8.cpu.onnx", force=True).path
     return {"FP32": fp32, "INT8": int8}
 
 
 def _session(path: Path, threads: int, profile_prefix: str | None = None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    if profile_prefix:
-        options.enable_profiling = True
-        options.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    # spinning: the sessions are timed back to back, as ONNX Runtime's default does
+    return open_session(path, SessionSpec(threads=threads, optimization=GraphOptimization.ALL,
+                                          spinning=True, profile_prefix=profile_prefix))
 
 
 def time_walls(paths: dict[str, Path], x: np.ndarray, threads: int,
                rounds: int) -> dict[str, float]:
     sessions = {k: _session(p, threads) for k, p in paths.items()}
-    walls: dict[str, list[float]] = {k: [] for k in sessions}
-    for sess in sessions.values():
-        sess.run(None, {"input": x})
-    for _ in range(rounds):
-        for name, sess in sessions.items():
-            start = time.perf_counter()
-            sess.run(None, {"input": x})
-            walls[name].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in walls.items()}
+    timed = time_interleaved({k: (lambda s=sess: s.run(None, {"input": x}))
+                              for k, sess in sessions.items()}, rounds)
+    return {k: row["median"] for k, row in timed.summary().items()}
 
 
 def profile(path: Path, x: np.ndarray, threads: int, runs: int, work: Path,
