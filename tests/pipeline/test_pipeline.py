@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
 
-from spartan_deploy.data import DIGITS_DATA_CONFIG
 from spartan_deploy.errors import UsageError
-from spartan_deploy.model import ModelConfig, SpaRTAN, save_checkpoint
 from spartan_deploy.pipeline import PipelineOptions, Status, run_pipeline
-from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """A tiny SpaRTAN checkpoint for digits and a 24-image calibration folder."""
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("pipeline")
-    model = SpaRTAN(ModelConfig(layer_depths=(1, 1, 1, 1), dims=(32, 64, 128), init_dim=16,
-                                num_classes=10))
-    weights = save_checkpoint(root / "tiny.pt", model.eval(), DIGITS_DATA_CONFIG)
-    calib = root / "calib"
-    calib.mkdir()
-    for png in sorted((REPO / "calib").glob("*.png"))[:24]:
-        shutil.copy(png, calib / png.name)
-    return root, weights, calib
 
 
 def _options(workspace, **changes) -> PipelineOptions:
