@@ -133,7 +133,7 @@ def load_pair(candidate: str | Path, reference: str | Path | None) -> Artefacts:
 def find_reference(candidate: Path, record: Record) -> Path:
     """The FP32 graph the candidate descends from: the nearest FP32 ancestor in its
     manifests, else ``model.onnx`` beside ``model.<tags>.onnx``."""
-    path, current = candidate, record
+    current = record
     for _ in range(_MAX_WALK):
         parent = current.parent
         if parent is None or not parent.is_file():
@@ -142,7 +142,6 @@ def find_reference(candidate: Path, record: Record) -> Path:
         if current.precision in (None, Precision.FP32.value) and \
                 graph_precision(load_onnx(parent)) is Precision.FP32:
             return parent
-        path = parent
     sibling = candidate.with_name(candidate.name.split(".", 1)[0] + ".onnx")
     if sibling.is_file() and sibling.resolve() != candidate.resolve():
         return sibling

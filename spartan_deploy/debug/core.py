@@ -110,25 +110,26 @@ def debug_artefact(candidate: str | Path, options: DebugOptions = DebugOptions()
     start = time.perf_counter()
     pair = load_pair(candidate, options.reference)
     notes = list(pair.notes)
+    batch, fixed = _batch(pair, options.batch, notes)
+    options = dataclasses.replace(options, batch=batch)
     data = _load_data(pair, options)
-    labels = data.labels
+    if fixed:
+        data = _whole_batches(data, batch, notes)
     log(f"{pair.precision.value} graph vs FP32 on {len(data.images)} images "
-        f"({'labelled' if labels is not None else 'no labels: no top-1'})")
+        f"({'labelled' if data.labels is not None else 'no labels: no top-1'})")
     graphs = _prepare(pair, notes)
     specs = _specs(pair.precision, options.threads)
     if graphs is None:
         measured = measure_tensors(pair.reference, runnable(pair.candidate, pair.precision),
-                                   data.images, options.batch, *specs)
+                                   data.images, batch, *specs)
         ranking, results, suggested = (), (), ()
     else:
-        measured = measure_units(graphs, data.images, options.batch, *specs)
-        reduced = _reduced_units(graphs)
-        ranked = rank(measured.figures, reduced)
-        ranking = tuple(f.unit.name for f in ranked)
+        measured = measure_units(graphs, data.images, batch, *specs)
+        ranking = tuple(f.unit.name for f in rank(measured.figures, _reduced_units(graphs)))
         chosen = ranking if options.all_units else ranking[:options.what_if]
         results = tuple(_what_if(graphs, pair, chosen, data, measured, options, specs[1],
                                  notes, log))
-        suggested = tuple(suggest(results, _baseline(measured, labels)))
+        suggested = tuple(suggest(results, _baseline(measured, data.labels)))
     return _report(pair, options, data, graphs is not None, measured, ranking, results,
                    suggested, notes, time.perf_counter() - start)
 
@@ -174,6 +175,37 @@ def _prepare(pair: Artefacts, notes: list[str]) -> Pair | None:
                          "the FP32 graph the candidate was made from")
     return Pair(pair.reference, runnable(pair.candidate, pair.precision), ref_map, cand_map,
                 units)
+
+
+def _batch(pair: Artefacts, requested: int, notes: list[str]) -> tuple[int, bool]:
+    """The batch to run and whether a graph fixes it: ``requested``, or the static batch
+    of the graphs' input."""
+    fixed = {d[0] for d in (input_spec(pair.candidate)[1], input_spec(pair.reference)[1])
+             if d and isinstance(d[0], int) and d[0] > 0}
+    if not fixed:
+        return requested, False
+    if len(fixed) > 1:
+        raise UsageError(f"the candidate and the reference take fixed batches "
+                         f"{sorted(fixed)}; export both with the same (or a dynamic) batch")
+    batch = fixed.pop()
+    if batch != requested:
+        notes.append(f"the graphs take a fixed batch of {batch}: run in batches of that size")
+    return batch, True
+
+
+def _whole_batches(data, batch: int, notes: list[str]):
+    """A fixed batch runs only whole batches: the images beyond the last are left out."""
+    from spartan_deploy.evaluation.logits import EvalData
+
+    keep = len(data.images) // batch * batch
+    if keep == len(data.images):
+        return data
+    if not keep:
+        raise UsageError(f"the graphs take a fixed batch of {batch} but --data gives "
+                         f"{len(data.images)} image(s); give at least {batch}")
+    notes.append(f"{len(data.images) - keep} image(s) left out to fill whole batches")
+    labels = data.labels[:keep] if data.labels is not None else None
+    return EvalData(data.images[:keep], labels, data.description)
 
 
 def _specs(precision: Precision, threads: int | None) -> tuple[SessionSpec, SessionSpec]:

@@ -171,7 +171,10 @@ def write_plot(report: DebugReport, path: Path) -> Path:
 
 
 def _finite(value: float, cap: float) -> float:
-    """Plot position of a dB figure: inf (no error) at the cap, -inf/NaN at 0."""
+    """Plot position of a dB figure: inf (no error at all) is left out, -inf/NaN (an
+    infinite error) drawn at 0, the rest clipped to the axis."""
+    if value == math.inf:
+        return float("nan")
     if math.isnan(value) or value == -math.inf:
         return 0.0
     return min(value, cap)
@@ -187,7 +190,7 @@ def _draw_sqnr(ax, figures: list[UnitFigures], report: DebugReport) -> None:
     if any(f.local is not None for f in figures):
         ax.plot(x, [_finite(f.local.sqnr_db, cap) if f.local else float("nan")
                     for f in figures], "o--", color="#ff7f0e", markersize=3.5,
-                label="local SQNR (error this unit adds itself)")
+                label="local SQNR (error this unit adds itself; none: not drawn)")
     position = {f.unit.name: i for i, f in enumerate(figures)}
     for rank, name in enumerate(report.ranking[:MARKED], start=1):
         i = position[name]
@@ -198,7 +201,7 @@ def _draw_sqnr(ax, figures: list[UnitFigures], report: DebugReport) -> None:
                     fontsize=8, color="#d62728")
     ax.set_ylabel("SQNR vs FP32 (dB)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="best")
 
 
 def _draw_flips(ax, figures: list[UnitFigures]) -> None:

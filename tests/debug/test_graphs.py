@@ -21,7 +21,8 @@ from spartan_deploy.runtime.ort_session import GraphOptimization, SessionSpec
 from tests.debug.conftest import LIMIT
 
 SPEC = SessionSpec(threads=1, optimization=GraphOptimization.NONE)
-REDUCED = ("model.int8.trt.onnx", "model.int8.cpu.onnx", "model.fp16.onnx")
+REDUCED = ("model.int8.trt.onnx", "model.int8.cpu.onnx", "model.fp16.onnx",
+           "model.int8.fp16.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,8 @@ def reference(artefacts):
 
 @pytest.mark.parametrize("graph, precision", [
     ("model.onnx", Precision.FP32), ("model.int8.trt.onnx", Precision.INT8),
-    ("model.int8.cpu.onnx", Precision.INT8), ("model.fp16.onnx", Precision.FP16)])
+    ("model.int8.cpu.onnx", Precision.INT8), ("model.fp16.onnx", Precision.FP16),
+    ("model.int8.fp16.onnx", Precision.INT8_FP16)])
 def test_precision_is_read_from_the_graph(artefacts, graph: str, precision: Precision) -> None:
     assert graph_precision(onnx.load(artefacts / graph)) is precision
 
@@ -109,3 +111,16 @@ def test_matched_float_model_refuses_other_weights(artefacts, reference) -> None
                 rng.standard_normal(values.shape).astype(np.float32), init.name))
     _, dropped = matched_float_model(candidate, shuffled)
     assert dropped > 0
+
+
+def test_suggest_needs_closer_logits() -> None:
+    from spartan_deploy.debug.whatif import WhatIf, suggest
+
+    base = WhatIf("(none)", 0.95, 20.0, 0.90)
+    results = [WhatIf("noise", 0.96, 19.5, 0.91),  # one answer flips, logits drift away
+               WhatIf("small", 0.95, 20.4, 0.90),  # closer, but below the 1 dB bar
+               WhatIf("helps", 0.95, 23.0, 0.90),
+               WhatIf("fixes", 0.99, 21.0, 0.93),
+               WhatIf("costs", 0.94, 26.0, 0.90),  # closer logits, but fewer agree
+               WhatIf("top1", 0.95, 26.0, 0.89)]
+    assert suggest(results, base) == ["fixes", "helps"]
