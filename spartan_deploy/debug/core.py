@@ -230,8 +230,9 @@ def _what_if(graphs: Pair, pair: Artefacts, chosen: tuple[str, ...], data, measu
         return []
     float_model, dropped = matched_float_model(graphs.candidate, pair.reference)
     if dropped:
-        notes.append(f"what-if: {dropped} node(s) whose weights differ in layout from the "
-                     "reference use their own dequantized weights")
+        notes.append(f"what-if: {dropped} node(s) differ from the reference's node of the "
+                     "same name (rewritten by a graph optimiser): their own constants are "
+                     "kept, not restored from the reference")
     log(f"what-if: {len(chosen)} unit(s) returned to float one at a time")
     return what_if(graphs.candidate, {n: graphs.candidate_map.nodes[n] for n in chosen},
                    float_model, data.images, measured.reference_logits, data.labels,
