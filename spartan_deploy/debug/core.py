@@ -1,0 +1,290 @@
+"""``debug_artefact``: which block of SpaRTAN loses accuracy in a reduced-precision graph.
+
+Order: load and check the pair (nothing runs on a mismatched reference) -> decode the
+images once -> block maps of both graphs (or the per-tensor fallback) -> boundary figures,
+accumulated and local, with argmax flip rates -> what-if runs for the worst units -> the
+ranking and the ``--exclude`` suggestion. Nothing is written here (see :mod:`.report`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from spartan_deploy._validate import optional_positive_int, positive_int
+from spartan_deploy.debug.artefacts import Artefacts, load_pair
+from spartan_deploy.debug.blocks import BlockMap, find_block_map
+from spartan_deploy.debug.graphs import matched_float_model, reduced_nodes, runnable
+from spartan_deploy.debug.measure import Measured, Pair, measure_tensors, measure_units
+from spartan_deploy.debug.whatif import WhatIf, rank, suggest, what_if
+from spartan_deploy.errors import UsageError
+from spartan_deploy.evaluation.comparison import Comparison, compare, top1
+from spartan_deploy.onnx_graph import input_spec
+from spartan_deploy.paths import DEFAULT_DATA
+from spartan_deploy.precision import Precision
+from spartan_deploy.runtime.ort_session import GraphOptimization, SessionSpec
+
+DEFAULT_WHAT_IF = 3  # worst units tried in float without --all
+DEFAULT_BATCH = 16  # images per run: every boundary of a 224 image is ~7 MB in FP32
+
+Log = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class DebugOptions:
+    """What ``spartan debug`` compares and how much it runs."""
+
+    reference: Path | None = None  # None: found from the candidate's manifest or name
+    data: str = DEFAULT_DATA
+    limit: int | None = None
+    seed: int = 0
+    what_if: int = DEFAULT_WHAT_IF
+    all_units: bool = False  # what-if for every reduced-precision unit
+    batch: int = DEFAULT_BATCH
+    threads: int | None = None
+    model: str | None = None  # preprocessing when no manifest records it
+
+    def __post_init__(self) -> None:
+        optional_positive_int(self.limit, "--limit")
+        positive_int(self.what_if, "--what-if")
+        positive_int(self.batch, "--batch")
+        optional_positive_int(self.threads, "--threads")
+
+
+@dataclasses.dataclass(frozen=True)
+class DebugReport:
+    """Everything ``spartan debug`` found (see :meth:`to_dict` for the JSON)."""
+
+    candidate: Path
+    reference: Path
+    precision: Precision
+    data: dict[str, Any]
+    images: int
+    block_map: bool
+    figures: tuple
+    ranking: tuple[str, ...]  # units worst first by local SQNR (reduced-precision units)
+    logits: Comparison
+    top1_fp32: float | None
+    top1_candidate: float | None
+    what_if: tuple[WhatIf, ...]
+    suggested: tuple[str, ...]
+    notes: tuple[str, ...]
+    seconds: float
+
+    @property
+    def exclude_args(self) -> str:
+        return " ".join(f"--exclude {name}" for name in self.suggested)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "candidate": str(self.candidate), "reference": str(self.reference),
+            "precision": self.precision.value, "data": self.data, "images": self.images,
+            "block_map": self.block_map, "logits": self.logits.to_dict(),
+            "top1_fp32": self.top1_fp32, "top1_candidate": self.top1_candidate,
+            "ranking": list(self.ranking),
+            "units": [f.to_dict() for f in self.figures],
+            "what_if": [w.to_dict() for w in self.what_if],
+            "suggested_exclude": list(self.suggested), "exclude_args": self.exclude_args,
+            "notes": list(self.notes), "seconds": round(self.seconds, 2)}
+
+
+@dataclasses.dataclass(frozen=True)
+class RankedUnit:
+    """One unit in the order ``quantize --max-drop`` returns units to float."""
+
+    name: str
+    local_sqnr_db: float
+    accumulated_sqnr_db: float
+    nodes: tuple[str, ...]  # node names in the graph that was ranked
+
+
+def debug_artefact(candidate: str | Path, options: DebugOptions = DebugOptions(),
+                   log: Log = lambda message: None) -> DebugReport:
+    """Compare ``candidate`` block by block with its FP32 reference on ``options.data``."""
+    start = time.perf_counter()
+    pair = load_pair(candidate, options.reference)
+    notes = list(pair.notes)
+    batch, fixed = _batch(pair, options.batch, notes)
+    options = dataclasses.replace(options, batch=batch)
+    data = _load_data(pair, options)
+    if fixed:
+        data = _whole_batches(data, batch, notes)
+    log(f"{pair.precision.value} graph vs FP32 on {len(data.images)} images "
+        f"({'labelled' if data.labels is not None else 'no labels: no top-1'})")
+    graphs = _prepare(pair, notes)
+    specs = _specs(pair.precision, options.threads)
+    if graphs is None:
+        measured = measure_tensors(pair.reference, runnable(pair.candidate, pair.precision),
+                                   data.images, batch, *specs)
+        ranking, results, suggested = (), (), ()
+    else:
+        measured = measure_units(graphs, data.images, batch, *specs)
+        ranking = tuple(f.unit.name for f in rank(measured.figures, _reduced_units(graphs)))
+        chosen = ranking if options.all_units else ranking[:options.what_if]
+        results = tuple(_what_if(graphs, pair, chosen, data, measured, options, specs[1],
+                                 notes, log))
+        suggested = tuple(suggest(results, _baseline(measured, data.labels)))
+    return _report(pair, options, data, graphs is not None, measured, ranking, results,
+                   suggested, notes, time.perf_counter() - start)
+
+
+def _load_data(pair: Artefacts, options: DebugOptions):
+    from spartan_deploy.evaluation.logits import load_eval_data
+
+    config = _data_config(pair, options.model)
+    _, dims = input_spec(pair.candidate)
+    static = [d for d in dims[2:] if isinstance(d, int) and d > 0]
+    if static and any(d != config.input_size for d in static):
+        raise UsageError(f"the graph takes {dims[2]}x{dims[3]} images but the data config "
+                         f"gives {config.input_size}; give the --model the graph was "
+                         "exported from")
+    return load_eval_data(options.data, config, limit=options.limit, seed=options.seed)
+
+
+def _data_config(pair: Artefacts, model: str | None):
+    from spartan_deploy.model.config import DataConfig, resolve_model
+
+    if model is not None:
+        return resolve_model(model).data
+    if pair.data_config is None:
+        raise UsageError(f"neither {pair.candidate.name!r} nor {pair.reference.name!r} has a "
+                         "manifest with a data config; give --model NAME so the images are "
+                         "preprocessed the way the model expects")
+    return DataConfig.from_dict(pair.data_config, where="manifest data_config")
+
+
+def _prepare(pair: Artefacts, notes: list[str]) -> Pair | None:
+    """Block maps of both graphs and the units they share, or None (per-tensor fallback)."""
+    ref_map, ref_why = find_block_map(pair.reference)
+    cand_map, cand_why = find_block_map(pair.candidate)
+    if ref_map is None or cand_map is None:
+        why = cand_why if cand_map is None else ref_why
+        notes.append(f"no block map ({why}): per-tensor figures for tensors both graphs "
+                     "name alike; no local error, no what-if, no --exclude suggestion")
+        return None
+    units = tuple(u for u in ref_map.units if u.name in cand_map.outputs)
+    if len(units) != len(ref_map.units) or len(cand_map.units) != len(ref_map.units):
+        raise UsageError(f"the candidate has {len(cand_map.units)} blocks/units and the "
+                         f"reference {len(ref_map.units)}: not the same architecture; give "
+                         "the FP32 graph the candidate was made from")
+    return Pair(pair.reference, runnable(pair.candidate, pair.precision), ref_map, cand_map,
+                units)
+
+
+def _batch(pair: Artefacts, requested: int, notes: list[str]) -> tuple[int, bool]:
+    """The batch to run and whether a graph fixes it: ``requested``, or the static batch
+    of the graphs' input."""
+    fixed = {d[0] for d in (input_spec(pair.candidate)[1], input_spec(pair.reference)[1])
+             if d and isinstance(d[0], int) and d[0] > 0}
+    if not fixed:
+        return requested, False
+    if len(fixed) > 1:
+        raise UsageError(f"the candidate and the reference take fixed batches "
+                         f"{sorted(fixed)}; export both with the same (or a dynamic) batch")
+    batch = fixed.pop()
+    if batch != requested:
+        notes.append(f"the graphs take a fixed batch of {batch}: run in batches of that size")
+    return batch, True
+
+
+def _whole_batches(data, batch: int, notes: list[str]):
+    """A fixed batch runs only whole batches: the images beyond the last are left out."""
+    from spartan_deploy.evaluation.logits import EvalData
+
+    keep = len(data.images) // batch * batch
+    if keep == len(data.images):
+        return data
+    if not keep:
+        raise UsageError(f"the graphs take a fixed batch of {batch} but --data gives "
+                         f"{len(data.images)} image(s); give at least {batch}")
+    notes.append(f"{len(data.images) - keep} image(s) left out to fill whole batches")
+    labels = data.labels[:keep] if data.labels is not None else None
+    return EvalData(data.images[:keep], labels, data.description)
+
+
+def _specs(precision: Precision, threads: int | None) -> tuple[SessionSpec, SessionSpec]:
+    """Reference and candidate sessions. Emulated FP16 runs unoptimised (an optimiser may
+    drop the rounding Casts); plain FP32 and Q/DQ graphs take the basic level, which
+    changes no arithmetic (constant folding, no Q/DQ fusion)."""
+    basic = SessionSpec(threads=threads, optimization=GraphOptimization.BASIC)
+    emulated = precision in (Precision.FP16, Precision.INT8_FP16)
+    return basic, (SessionSpec(threads=threads, optimization=GraphOptimization.NONE)
+                   if emulated else basic)
+
+
+def _reduced_units(graphs: Pair) -> set[str]:
+    nodes = reduced_nodes(graphs.candidate)
+    return {u.name for u in graphs.units if nodes & set(graphs.candidate_map.nodes[u.name])}
+
+
+def _what_if(graphs: Pair, pair: Artefacts, chosen: tuple[str, ...], data, measured: Measured,
+             options: DebugOptions, spec: SessionSpec, notes: list[str], log: Log
+             ) -> list[WhatIf]:
+    if not chosen:
+        return []
+    float_model, dropped = matched_float_model(graphs.candidate, pair.reference)
+    if dropped:
+        notes.append(f"what-if: {dropped} node(s) differ from the reference's node of the "
+                     "same name (rewritten by a graph optimiser): their own constants are "
+                     "kept, not restored from the reference")
+    log(f"what-if: {len(chosen)} unit(s) returned to float one at a time")
+    return what_if(graphs.candidate, {n: graphs.candidate_map.nodes[n] for n in chosen},
+                   float_model, data.images, measured.reference_logits, data.labels,
+                   options.batch, spec)
+
+
+def _baseline(measured: Measured, labels: np.ndarray | None) -> WhatIf:
+    """The candidate as it is, in what-if terms (what a returned unit is measured against)."""
+    figures = compare(measured.reference_logits, measured.candidate_logits)
+    accuracy = top1(measured.candidate_logits, labels) if labels is not None else None
+    return WhatIf("(none)", float(figures.top1_agreement or 0.0), figures.sqnr_db, accuracy)
+
+
+def _report(pair: Artefacts, options: DebugOptions, data, mapped: bool, measured: Measured,
+            ranking, results, suggested, notes: list[str], seconds: float) -> DebugReport:
+    labels = data.labels
+    logits = compare(measured.reference_logits, measured.candidate_logits)
+    if labels is None:
+        notes.append(f"--data {options.data!r} has no labels: top-1 is not measured; "
+                     "agreement with FP32 and every other figure are")
+    return DebugReport(
+        pair.candidate_path, pair.reference_path, pair.precision, dict(data.description),
+        len(data.images), mapped, measured.figures, tuple(ranking), logits,
+        top1(measured.reference_logits, labels) if labels is not None else None,
+        top1(measured.candidate_logits, labels) if labels is not None else None,
+        tuple(results), tuple(suggested), tuple(notes), seconds)
+
+
+def rank_units(candidate: onnx.ModelProto, reference: onnx.ModelProto, images: np.ndarray,
+               batch: int = DEFAULT_BATCH, threads: int | None = None) -> list[RankedUnit]:
+    """Units of a Q/DQ (or FP16) ``candidate`` holding reduced-precision nodes, worst first
+    by the error each adds alone (local SQNR against ``reference`` on ``images``).
+
+    The order ``quantize --max-drop`` returns units to float in; ``nodes`` are the
+    candidate's node names of each unit (for ``bypass_qdq`` and float exclusions). Empty
+    when the graphs have no block map.
+    """
+    from spartan_deploy.debug.graphs import graph_precision
+
+    precision = graph_precision(candidate)
+    ref_map, _ = find_block_map(reference)
+    cand_map, _ = find_block_map(candidate)
+    if ref_map is None or cand_map is None:
+        return []
+    units = tuple(u for u in ref_map.units if u.name in cand_map.outputs)
+    graphs = Pair(reference, runnable(candidate, precision), ref_map, cand_map, units)
+    measured = measure_units(graphs, images, batch, *_specs(precision, threads))
+    return [RankedUnit(f.unit.name, f.local.sqnr_db, f.accumulated.sqnr_db,
+                       tuple(cand_map.nodes[f.unit.name]))
+            for f in rank(measured.figures, _reduced_units(graphs))]
+
+
+def block_map_of(model: onnx.ModelProto) -> BlockMap | None:
+    """The block map of a graph (None when it has none): for ``--exclude`` block names."""
+    return find_block_map(model)[0]
