@@ -49,10 +49,8 @@ def debug_command(
     argmax flips, what-if float, and the --exclude list that keeps the worst in float."""
     from spartan_deploy.debug.core import DEFAULT_BATCH, DebugOptions, debug_artefact
     from spartan_deploy.debug.report import check_outputs, report_json, write_report
-    from spartan_deploy.paths import DEFAULT_DATA
-
     options = DebugOptions(
-        reference=reference, data=data or DEFAULT_DATA, limit=limit, what_if=what_if,
+        reference=reference, data=data, limit=limit, what_if=what_if,
         all_units=all_units, batch=one_batch(batch, "debug") if batch else DEFAULT_BATCH,
         threads=threads, model=model)
     check_outputs(json_path, report, force)

@@ -32,6 +32,11 @@ def build_engine_cmd(
     int8: Annotated[bool, typer.Option(
         "--int8", help="INT8 Q/DQ (quantize stage, TensorRT target), the rest FP16.")] = False,
     calib: CalibOpt = None,
+    keep_fp32: Annotated[list[str] | None, typer.Option(
+        "--keep-fp32", metavar="UNIT_OR_NODE",
+        help="Keep this unit, block or stage (e.g. stage3.block7.cmixer, as spartan debug "
+             "names them) or node in FP32 besides the default fragile parts (repeatable).")
+    ] = None,
     min_batch: Annotated[int, typer.Option("--min-batch", help="Profile: smallest batch.")] = 1,
     opt_batch: Annotated[int, typer.Option("--opt-batch", help="Profile: tuned batch.")] = 32,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Profile: largest batch.")] = 256,
@@ -69,7 +74,7 @@ def build_engine_cmd(
                          opt_level=opt_level, hw_compat=hw_compat,
                          version_compatible=version_compatible, sparsity=sparsity)
     request = EngineRequest(onnx, model, weights, trust_checkpoint, fp16, int8, calib, build,
-                            data, limit, output, force)
+                            data, limit, output, force, tuple(keep_fp32 or ()))
     with console.status("starting ...") as status:
         result = build_engine_chain(request, on_start=lambda n: status.update(f"{n} ..."),
                                     on_record=print_record)

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import onnx
 
-from spartan_deploy._io import manifest_path, sha256_file
+from spartan_deploy._io import sha256_file
 from spartan_deploy.debug.graphs import cosine, float_value, graph_precision
 from spartan_deploy.errors import UsageError
-from spartan_deploy.manifest import ManifestError, read_manifest
+from spartan_deploy.manifest import ManifestError, manifest_path, read_manifest
 from spartan_deploy.onnx_graph import GraphIndex, input_spec, load_onnx
 from spartan_deploy.precision import Precision
 

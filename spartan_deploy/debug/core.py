@@ -26,7 +26,6 @@ from spartan_deploy.debug.whatif import WhatIf, rank, suggest, what_if
 from spartan_deploy.errors import UsageError
 from spartan_deploy.evaluation.comparison import Comparison, compare, top1
 from spartan_deploy.onnx_graph import input_spec
-from spartan_deploy.paths import DEFAULT_DATA
 from spartan_deploy.precision import Precision
 from spartan_deploy.runtime.ort_session import GraphOptimization, SessionSpec
 
@@ -41,7 +40,7 @@ class DebugOptions:
     """What ``spartan debug`` compares and how much it runs."""
 
     reference: Path | None = None  # None: found from the candidate's manifest or name
-    data: str = DEFAULT_DATA
+    data: str | None = None  # None: the data the model records (digits for the bundled one)
     limit: int | None = None
     seed: int = 0
     what_if: int = DEFAULT_WHAT_IF
@@ -135,7 +134,7 @@ def debug_artefact(candidate: str | Path, options: DebugOptions = DebugOptions()
 
 
 def _load_data(pair: Artefacts, options: DebugOptions):
-    from spartan_deploy.evaluation.logits import load_eval_data
+    from spartan_deploy.evaluation.logits import load_eval_data, resolve_data
 
     config = _data_config(pair, options.model)
     _, dims = input_spec(pair.candidate)
@@ -144,7 +143,11 @@ def _load_data(pair: Artefacts, options: DebugOptions):
         raise UsageError(f"the graph takes {dims[2]}x{dims[3]} images but the data config "
                          f"gives {config.input_size}; give the --model the graph was "
                          "exported from")
-    return load_eval_data(options.data, config, limit=options.limit, seed=options.seed)
+    source = resolve_data(options.data, config)
+    if source is None:
+        raise UsageError("debug needs images: give --data digits or --data FOLDER (class "
+                         "sub-folders give top-1 too; a flat folder gives the rest)")
+    return load_eval_data(source, config, limit=options.limit, seed=options.seed)
 
 
 def _data_config(pair: Artefacts, model: str | None):

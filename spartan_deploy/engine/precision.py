@@ -24,7 +24,7 @@ import onnx
 
 from spartan_deploy._io import quiet_logger
 from spartan_deploy.engine.graph import FragilePart, find_parts
-from spartan_deploy.errors import MissingDependencyError, QuantizationError
+from spartan_deploy.errors import MissingDependencyError, QuantizationError, UsageError
 from spartan_deploy.onnx_graph import QDQ_OPS, default_opset, ensure_node_names, has_qdq
 
 F16, F32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
@@ -46,9 +46,11 @@ class PrecisionOptions:
 
     keep_fp32: tuple[FragilePart, ...] = DEFAULT_KEEP_FP32
     data_max: float = DEFAULT_DATA_MAX
+    keep_nodes: tuple[str, ...] = ()  # further nodes kept FP32 (e.g. a block debug found)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"keep_fp32": [p.value for p in self.keep_fp32], "data_max": self.data_max}
+        return {"keep_fp32": [p.value for p in self.keep_fp32], "data_max": self.data_max,
+                "keep_nodes": list(self.keep_nodes)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +69,12 @@ def convert_to_fp16(model: onnx.ModelProto, options: PrecisionOptions = Precisio
     source = _prepare(model)
     parts = find_parts(source)
     keep = {name for part in options.keep_fp32 for name in parts[part]}
+    missing = sorted(set(options.keep_nodes) - {n.name for n in source.graph.node})
+    if missing:
+        raise UsageError(f"--keep-fp32 names node {missing[0]!r}, which the graph does not "
+                         "have; give a unit, block or stage name (spartan debug lists them) or "
+                         "a node name of this graph")
+    keep |= set(options.keep_nodes)
     converted = _autocast(source, keep, options.data_max, reference_images)
     precisions = node_precisions(converted)
     lost = sorted(n for n in keep if precisions.get(n) != "fp32")

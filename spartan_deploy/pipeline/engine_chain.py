@@ -41,6 +41,7 @@ class EngineRequest:
     limit: int | None = None
     output: Path | None = None
     force: bool = False
+    keep_fp32: tuple[str, ...] = ()  # units, blocks, stages or nodes kept FP32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +110,8 @@ def _check_flags(request: EngineRequest) -> None:
 
     if request.calib is not None and not request.int8:
         raise UsageError("--calib is only used with --int8; add --int8 or drop --calib")
+    if request.keep_fp32 and not (request.fp16 or request.int8):
+        raise UsageError("--keep-fp32 only applies to FP16 graphs; add --fp16 or --int8")
     if request.output is not None:
         check_plan_path(request.output)
 
@@ -136,12 +139,13 @@ def _graph(run: Orchestrator, onnx_path: Path,
     from spartan_deploy.onnx_graph import has_qdq, load_onnx
     from spartan_deploy.quantize.options import Target
 
+    keep = request.keep_fp32
     if request.int8:
-        return run.precision_graph(run.quantize(onnx_path, Target.TENSORRT)), \
+        return run.precision_graph(run.quantize(onnx_path, Target.TENSORRT), keep), \
             Precision.INT8_FP16
     quantized = has_qdq(load_onnx(onnx_path))
     if request.fp16:
-        return run.precision_graph(onnx_path), \
+        return run.precision_graph(onnx_path, keep), \
             Precision.INT8_FP16 if quantized else Precision.FP16
     return onnx_path, Precision.INT8 if quantized else Precision.FP32
 

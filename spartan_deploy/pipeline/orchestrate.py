@@ -226,14 +226,18 @@ class Orchestrator:
                                     .get("folder_sha256") == calib))
         return output
 
-    def precision_graph(self, source: Path) -> Path:
-        """The FP16 graph of an FP32 ONNX, or the INT8+FP16 graph of a Q/DQ one."""
+    def precision_graph(self, source: Path, keep_fp32: tuple[str, ...] = ()) -> Path:
+        """The FP16 graph of an FP32 ONNX, or the INT8+FP16 graph of a Q/DQ one;
+        ``keep_fp32``: unit, block, stage or node names kept in FP32 besides the defaults."""
+        from spartan_deploy.engine.precision import PrecisionOptions
         from spartan_deploy.engine.precision_graph import (
             default_graph_path, graph_precision_for)
         from spartan_deploy.onnx_graph import load_onnx
 
-        precision = graph_precision_for(load_onnx(source))
+        model = load_onnx(source)
+        precision = graph_precision_for(model)
         output = default_graph_path(source, precision)
+        options = PrecisionOptions(keep_nodes=_node_names(model, keep_fp32))
 
         def make() -> str:
             from spartan_deploy.engine.precision_graph import make_precision_graph
@@ -242,7 +246,7 @@ class Orchestrator:
             calibration = self.calibration(config)
             data = self.eval_data(config) or _calibration_as_data(calibration)
             result = make_precision_graph(source, data, calibration.images, output,
-                                          force=True)
+                                          options, force=True)
             accuracy = result.accuracy
             if accuracy.top1 is None:
                 return f"top-1 agreement with FP32 {accuracy.agreement_top1:.2%}"
@@ -251,10 +255,13 @@ class Orchestrator:
 
         digest = self.ledger.digest(source)
         self.stage(f"{precision.value} graph", [source],
-                   {**self.data_options(), "calib": self.calib_digest()},
+                   {**self.data_options(), "calib": self.calib_digest(),
+                    **options.to_dict()},
                    with_manifests(output), make,
                    adopt=lambda m: (m.stage == "precision-graph" and m.parent is not None
-                                    and m.parent.sha256 == digest))
+                                    and m.parent.sha256 == digest
+                                    and all(m.options.get(k) == v
+                                            for k, v in options.to_dict().items())))
         return output
 
     def handoff(self, graph: Path, build: BuildOptions, plan: Path) -> Handoff:
@@ -319,6 +326,22 @@ def resolve_data_name(data: str | None, config: DataConfig) -> str | None:
     from spartan_deploy.evaluation import resolve_data
 
     return resolve_data(data, config)
+
+
+def _node_names(model: Any, items: tuple[str, ...]) -> tuple[str, ...]:
+    """Unit, block and stage names (``stage3.block7.cmixer``) as the graph's node names;
+    anything else is taken as a node name (checked by the conversion)."""
+    if not items:
+        return ()
+    from spartan_deploy.debug import block_map_of, expand_block_names
+
+    blocks, rest = expand_block_names(block_map_of(model), items)
+    unknown = sorted(set(rest) - {n.name for n in model.graph.node})
+    if unknown:
+        raise UsageError(f"--keep-fp32 {unknown[0]!r} is neither a unit, block or stage of "
+                         "this graph (spartan debug lists them, e.g. stage3.block7.cmixer) "
+                         "nor one of its node names")
+    return tuple(dict.fromkeys([n for names in blocks.values() for n in names] + rest))
 
 
 def _calibration_as_data(calibration: CalibrationSet) -> EvalData:

@@ -1,10 +1,12 @@
-"""The accuracy budget: return the most sensitive quantized layers to float until INT8 top-1
+"""The accuracy budget: return the most harmful quantized parts to float until INT8 top-1
 is within ``max_drop`` points of FP32, or say that it cannot be done.
 
-Sensitivity of a layer = how much closer the INT8 logits get to the FP32 logits when only
-that layer reads float inputs (its Q/DQ bypassed), measured on the labelled images. The
-loop then bypasses layers in that order, one at a time, re-measuring top-1 each time; the
-chosen set is finally re-quantized as float exclusions and checked once more.
+The parts are SpaRTAN's units (stem, each block's SMixer and CMixer, downsamples, head),
+ranked worst first by the error each adds alone (``spartan debug``'s local SQNR); a graph
+without a block map falls back to single layers ranked by how much closer the INT8 logits
+get when only that layer reads float. The loop bypasses parts in that order, one at a time,
+re-measuring top-1 each time; the chosen set is finally re-quantized as float exclusions
+and checked once more.
 """
 
 from __future__ import annotations
@@ -77,15 +79,14 @@ def enforce_budget(model: onnx.ModelProto, float_model: onnx.ModelProto,
     first = _top1(model, data)
     if fp32_top1 - first <= max_drop + 1e-9:
         return model, BudgetReport(max_drop, fp32_top1, first, first, (), (), ())
-    subset = slice(0, SENSITIVITY_IMAGES)
-    ranked = sensitivity(model, float_model, quantized_nodes(model), data.images[subset],
-                         fp32_logits[subset])
-    top = tuple({"node": n, "error_reduction": s} for n, s in ranked[:20])
+    groups, top = _ranking(model, float_model, data.images[:SENSITIVITY_IMAGES],
+                           fp32_logits[:SENSITIVITY_IMAGES])
     returned: list[str] = []
     steps: list[dict[str, Any]] = []
     current, accuracy = model, first
     for _ in range(_MAX_ROUNDS):
-        remaining = [n for n, _ in ranked if n not in returned]
+        remaining = [(name, [n for n in nodes if n not in returned])
+                     for name, nodes in groups if any(n not in returned for n in nodes)]
         accuracy = _greedy(current, float_model, remaining, returned, steps, data, fp32_top1,
                            max_drop)
         if fp32_top1 - accuracy > max_drop + 1e-9:
@@ -98,22 +99,44 @@ def enforce_budget(model: onnx.ModelProto, float_model: onnx.ModelProto,
                                          tuple(returned), tuple(steps), top)
     raise QuantizationError(
         f"cannot meet --max-drop {max_drop:g}: FP32 top-1 {fp32_top1:.2f}%, INT8 "
-        f"{first:.2f}% and still {accuracy:.2f}% after returning {len(returned)} of "
-        f"{len(ranked)} quantized layers to float; raise --max-drop, try another --method, "
+        f"{first:.2f}% and still {accuracy:.2f}% after returning {len(returned)} nodes of "
+        f"{len(groups)} ranked parts to float; raise --max-drop, try another --method, "
         "or add calibration images; nothing was written")
 
 
-def _greedy(model: onnx.ModelProto, float_model: onnx.ModelProto, order: list[str],
+Group = tuple[str, list[str]]  # (unit or node name, the node names it returns to float)
+
+
+def _ranking(model: onnx.ModelProto, float_model: onnx.ModelProto, images: np.ndarray,
+             fp32_logits: np.ndarray) -> tuple[list[Group], tuple[dict[str, Any], ...]]:
+    """What to return to float, most harmful first: SpaRTAN's units by the error each adds
+    alone (the ranking ``spartan debug`` shows), or single layers for a graph without a
+    block map (by how much closer the logits get when only that layer reads float)."""
+    from spartan_deploy.debug import rank_units
+
+    units = rank_units(model, float_model, images, threads=1)
+    if units:
+        top = tuple({"unit": u.name, "local_sqnr_db": u.local_sqnr_db,
+                     "accumulated_sqnr_db": u.accumulated_sqnr_db, "nodes": len(u.nodes)}
+                    for u in units[:20])
+        return [(u.name, list(u.nodes)) for u in units], top
+    ranked = sensitivity(model, float_model, quantized_nodes(model), images, fp32_logits)
+    top = tuple({"node": n, "error_reduction": s} for n, s in ranked[:20])
+    return [(n, [n]) for n, _ in ranked], top
+
+
+def _greedy(model: onnx.ModelProto, float_model: onnx.ModelProto, order: list[Group],
             returned: list[str], steps: list[dict[str, Any]], data: EvalData,
             fp32_top1: float, max_drop: float) -> float:
-    """Bypass layers of ``order`` one at a time (appending to ``returned``) until it holds."""
+    """Bypass the parts of ``order`` one at a time (appending their nodes to ``returned``)
+    until the budget holds."""
     accuracy = _top1(bypass_qdq(model, returned, float_model) if returned else model, data)
-    for name in order:
+    for name, nodes in order:
         if fp32_top1 - accuracy <= max_drop + 1e-9:
             break
-        returned.append(name)
+        returned.extend(nodes)
         accuracy = _top1(bypass_qdq(model, returned, float_model), data)
-        steps.append({"returned": name, "int8_top1": accuracy})
+        steps.append({"returned": name, "nodes": len(nodes), "int8_top1": accuracy})
     return accuracy
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import onnx
 
 from spartan_deploy._io import check_output_path, sha256_file
+from spartan_deploy.debug import block_map_of, expand_block_names
 from spartan_deploy.errors import UsageError
 from spartan_deploy.evaluation import (
     Comparison, EvalData, compare, load_eval_data, logits_over, resolve_data, top1)
@@ -148,13 +149,15 @@ def _prepare(onnx_path: str | Path, options: QuantizeOptions, output: str | Path
     input_name, dims = graph.input_spec(model)
     source_manifest = read_manifest(source)
     data_config = _data_config(source, source_manifest, options, dims)
-    user = graph.resolve_excludes(model, options.exclude)  # names as the user sees them
     if options.target is Target.TENSORRT:
         backends.check_modelopt()
         work = source
     else:
         work = backends.optimize_for_cpu(source, tmp / "optimized.onnx")
     work_model = model if work == source else onnx.load(str(work))
+    # Unit, block and stage names (stage3.block7.cmixer) name nodes of the graph quantized.
+    blocks, rest = expand_block_names(block_map_of(work_model), options.exclude)
+    user = graph.resolve_excludes(model, rest)  # operator types and node names
     excluded: dict[str, list[str]] = {}
     if options.keep_fragile_float:
         excluded.update(graph.find_fragile(work_model))
@@ -164,6 +167,8 @@ def _prepare(onnx_path: str | Path, options: QuantizeOptions, output: str | Path
         # an operator type also covers nodes the CPU graph optimizer renamed
         extra = [n.name for n in work_model.graph.node if n.op_type == item]
         excluded[f"user:{item}"] = list(dict.fromkeys(names + extra))
+    for item, names in blocks.items():
+        excluded[f"user:{item}"] = names
     return _Job(source, model, sha256_file(source), source_manifest, out, options,
                 data_config, input_name, excluded, work, work_model)
 

@@ -121,3 +121,22 @@ def test_quantized_source_with_fp16_measures_against_its_fp32_onnx(tiny_qdq_dir:
     assert "FP32 ONNX" in accuracy["reference"] and "quantized from" in accuracy["reference"]
     assert accuracy["quantize_stage_only"]["count"] == accuracy["count"] == 359
     assert not (tmp_path / "model.int8.fp16.plan").exists()
+
+
+@needs_no_tensorrt
+def test_keep_fp32_takes_a_block_name(tiny_onnx: Path) -> None:
+    import onnx
+
+    from spartan_deploy.debug import block_map_of
+    from spartan_deploy.engine import node_precisions
+
+    unit = next(u.name for u in block_map_of(onnx.load(tiny_onnx)).units
+                if u.name.endswith("cmixer"))
+    result = invoke(tiny_onnx, "--fp16", "--keep-fp32", unit)
+    assert result.exit_code == 4, result.output
+    graph = onnx.load(tiny_onnx.with_name("model.fp16.onnx"))
+    precisions = node_precisions(graph)
+    kept = [n for n in block_map_of(onnx.load(tiny_onnx)).nodes[unit] if n in precisions]
+    assert kept and {precisions[n] for n in kept} == {"fp32"}
+    bad = invoke(tiny_onnx, "--fp16", "--keep-fp32", "stage9.block99", "--force")
+    assert bad.exit_code == 2 and "stage9.block99" in bad.output

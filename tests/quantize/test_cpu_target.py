@@ -219,3 +219,17 @@ def test_cli_table_report_and_bad_folder(q_onnx: Path, calib_dir: Path, tmp_path
     text.write_text("hello")
     notonnx = runner.invoke(app, ["quantize", str(text), "--calib", str(calib_dir)])
     assert notonnx.exit_code == 2 and "is not a readable ONNX model" in notonnx.output
+
+
+def test_exclude_takes_unit_block_and_stage_names(q_onnx: Path, calib_dir: Path) -> None:
+    import onnx
+
+    from spartan_deploy.debug import block_map_of
+    block_map = block_map_of(onnx.load(q_onnx))
+    unit = next(u.name for u in block_map.units if u.name.endswith("cmixer"))
+    result = quantize_onnx(q_onnx, calib_dir, QuantizeOptions(target=Target.TENSORRT,
+                                                              method="max", exclude=(unit,)),
+                           q_onnx.with_name("x.onnx"))
+    kept = result.excluded[f"user:{unit}"]
+    assert kept == list(block_map.nodes[unit]) and kept
+    assert not set(kept) & set(result.quantized_nodes)
