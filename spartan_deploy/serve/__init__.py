@@ -12,4 +12,5 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "write_repository": "repository",
     "ServeOptions": "server", "TritonServer": "server", "find_server": "server",
     "LoadOptions": "loadtest", "LoadReport": "loadtest", "run_loadtest": "loadtest",
+    "TritonStageResult": "pipeline", "triton_stage": "pipeline",
 })

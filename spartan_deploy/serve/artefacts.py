@@ -72,6 +72,11 @@ class ServedArtefact:
         suffix = "-trt" if self.kind is ServedKind.ENGINE else ""
         return model_name(f"{model}-{tag}{suffix}")
 
+    def file_name_model(self) -> str:
+        """``<model>-<file name>``: ``model.int8.cpu.onnx`` -> ``<model>-model-int8-cpu-onnx``."""
+        model = self.manifest.model or "model"
+        return model_name(f"{model}-{self.path.name.replace('.', '-')}")
+
 
 def model_name(text: str) -> str:
     """A Triton model (folder) name: letters, digits, ``_ . -``; never empty."""

@@ -137,10 +137,15 @@ def _check_target(folder: Path, force: bool) -> None:
 
 
 def _names(served: Sequence[ServedArtefact], given: Sequence[str]) -> list[str]:
+    """``--name`` values, else ``<model>-<precision>``; defaults that collide (INT8 graphs
+    for two targets) fall back to names from their file names."""
     if given and len(given) != len(served):
         raise UsageError(f"--name given {len(given)} time(s) for {len(served)} artefact(s); "
                          "give one --name per artefact, in order, or none")
     names = [model_name(n) for n in given] if given else [a.default_name() for a in served]
+    if not given:
+        clashing = {n for n in names if names.count(n) > 1}
+        names = [a.file_name_model() if n in clashing else n for a, n in zip(served, names)]
     seen: dict[str, Path] = {}
     for artefact, name in zip(served, names):
         if name in seen:

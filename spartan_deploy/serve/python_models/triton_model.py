@@ -107,8 +107,10 @@ class _Classifier:
         from spartan_deploy.runtime import Device, RunnerOptions, open_runner
 
         threads = int(params["threads"]) if params.get("threads") else None
-        self.runner = open_runner(os.path.join(folder, params["artefact"]),
-                                  RunnerOptions(device=Device.CPU, threads=threads))
+        # No spinning: idle ONNX Runtime threads would busy-wait on the cores the server's
+        # own threads (and, on one machine, the clients) need between two requests.
+        options = RunnerOptions(device=Device.CPU, threads=threads, ort_spinning=False)
+        self.runner = open_runner(os.path.join(folder, params["artefact"]), options)
         self.runner.activate()
         self.input = config["input"][0]["name"]
         self.output = config["output"][0]["name"]
