@@ -5,7 +5,8 @@ What it measures (results: benchmarks/results/serve.md):
 - throughput at concurrency 1 and 16 with dynamic batching on (target: c16 >= 3x c1), and
   at concurrency 16 with dynamic batching off, in the same run;
 - the latency the server adds at batch 1: served p50 at concurrency 1 (batching off, so no
-  queue delay) minus in-process ONNX Runtime p50 at batch 1.
+  queue delay) minus in-process ONNX Runtime p50 at batch 1, measured in alternating short
+  rounds (the machine is shared: pairing cancels the drift of other jobs' load).
 
 Run from the repository root with the package installed with the serve extra:
     .venv/bin/python benchmarks/bench_serve.py [--duration 10] [--protocol http]
@@ -21,6 +22,7 @@ import datetime
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -47,19 +49,15 @@ def main() -> int:
     loads_before = os.getloadavg()[0]
     artefact = _artefact(Path(args.onnx), work)
     bench_json = _sweep(artefact, work)
-    inproc = [_in_process_batch1(artefact, args.duration)]
     off = write_repository([artefact], work / "repo-off", RepositoryOptions(
         BatchingRequest(enabled=False), names=("digits",), force=True))
     on = write_repository([artefact], work / "repo-on", RepositoryOptions(
         BatchingRequest(bench=bench_json), names=("digits",), force=True))
     protocol = Protocol(args.protocol)
-    report_off, version = _load(off.folder, (1, 16), args.duration, protocol)
-    report_on, _ = _load(on.folder, (1, 4, 16, 64), args.duration, protocol)
-    # Measured again after the load: other jobs share the machine, so the baseline is the
-    # mean of one run before and one after.
-    inproc.append(_in_process_batch1(artefact, args.duration))
+    report_off, version, pairs = _load(off.folder, (1, 16), args, protocol, artefact)
+    report_on, _, _ = _load(on.folder, (1, 4, 16, 64), args, protocol, None)
     loads = (loads_before, os.getloadavg()[0])
-    text = _markdown(artefact, inproc, bench_json, on, report_off, report_on, version, loads,
+    text = _markdown(artefact, pairs, bench_json, on, report_off, report_on, version, loads,
                      args)
     Path(args.out).write_text(text)
     print(text)
@@ -73,6 +71,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--work", default="runs/serve-bench")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per level")
     parser.add_argument("--protocol", choices=[p.value for p in Protocol], default="http")
+    parser.add_argument("--rounds", type=int, default=6,
+                        help="alternating in-process / served batch-1 rounds (3 s each)")
     parser.add_argument("--out", default="benchmarks/results/serve.md")
     return parser.parse_args()
 
@@ -101,14 +101,23 @@ def _artefact(onnx: Path, work: Path) -> Path:
     return target
 
 
-def _in_process_batch1(artefact: Path, duration: float) -> Any:
+def _paired_batch1(artefact: Path, url: str, protocol: Protocol, repo: Path,
+                   rounds: int) -> list[tuple[float, float]]:
+    """(in-process p50, served p50) at batch 1, alternating, ``rounds`` times."""
     from spartan_deploy.bench import BenchOptions, time_runner
     from spartan_deploy.runtime import Device, RunnerOptions, open_runner
 
+    pairs = []
     # The runner settings the server's CPU models use (no spinning), so the difference is
     # the server's: protocol, queueing, the Python backend's shared-memory hand-over.
     with open_runner(artefact, RunnerOptions(device=Device.CPU, ort_spinning=False)) as runner:
-        return time_runner(runner, 1, 32, BenchOptions((1,), duration_s=duration))
+        for _ in range(rounds):
+            local = time_runner(runner, 1, 32, BenchOptions((1,), warmup_s=0.5, duration_s=3))
+            served = run_loadtest(url, "digits", LoadOptions(
+                concurrency=(1,), duration_s=3, warmup_s=0.5, protocol=protocol,
+                repository=repo, check_images=8))
+            pairs.append((local.latency.median_ms, served.levels[0].latency_ms["p50"]))
+    return pairs
 
 
 def _sweep(artefact: Path, work: Path) -> Path:
@@ -120,16 +129,17 @@ def _sweep(artefact: Path, work: Path) -> Path:
     return out
 
 
-def _load(repo: Path, levels: tuple[int, ...], duration: float,
-          protocol: Protocol) -> tuple[LoadReport, str]:
+def _load(repo: Path, levels: tuple[int, ...], args: argparse.Namespace, protocol: Protocol,
+          paired: Path | None) -> tuple[LoadReport, str, list[tuple[float, float]]]:
     http, grpc, metrics = free_loopback_ports(3)
     with TritonServer(repo, ServeOptions(http, grpc, metrics)) as server:
         url = server.endpoints.http if protocol is Protocol.HTTP else server.endpoints.grpc
         report = run_loadtest(url, "digits", LoadOptions(
-            concurrency=levels, duration_s=duration, warmup_s=2.0, protocol=protocol,
+            concurrency=levels, duration_s=args.duration, warmup_s=2.0, protocol=protocol,
             repository=repo, check_images=64), progress=print)
+        pairs = _paired_batch1(paired, url, protocol, repo, args.rounds) if paired else []
         version = _server_version(server.endpoints.http)
-    return report, version
+    return report, version, pairs
 
 
 def _server_version(http: str) -> str:
@@ -142,7 +152,7 @@ def _level(report: LoadReport, concurrency: int) -> Any:
     return next(lv for lv in report.levels if lv.concurrency == concurrency)
 
 
-def _markdown(artefact: Path, inproc: list[Any], bench_json: Path, on: Any,
+def _markdown(artefact: Path, pairs: list[tuple[float, float]], bench_json: Path, on: Any,
               off_report: LoadReport, on_report: LoadReport, version: str,
               loads: tuple[float, float], args: argparse.Namespace) -> str:
     sweep = json.loads(bench_json.read_text())["results"]
@@ -151,10 +161,10 @@ def _markdown(artefact: Path, inproc: list[Any], bench_json: Path, on: Any,
     on1, on16, off1, off16 = (_level(on_report, 1), _level(on_report, 16),
                               _level(off_report, 1), _level(off_report, 16))
     ratio = on16.throughput / on1.throughput
-    local = [r.latency.median_ms for r in inproc]
-    baseline = sum(local) / len(local)
-    added_off = off1.latency_ms["p50"] - baseline
-    added_on = on1.latency_ms["p50"] - baseline
+    added = sorted(served - local for local, served in pairs)
+    added_off = statistics.median(added)
+    baseline = statistics.median(local for local, _ in pairs)
+    served1 = statistics.median(served for _, served in pairs)
     versions = {**library_versions(), **on_report.env["versions"], "tritonserver": version}
     machine = machine_info()
     return "\n".join([
@@ -174,11 +184,14 @@ def _markdown(artefact: Path, inproc: list[Any], bench_json: Path, on: Any,
         f"- Concurrency 16, dynamic batching off vs on (same run): {off16.throughput:.0f} vs "
         f"{on16.throughput:.0f} img/s ({on16.throughput / off16.throughput:.2f}x); mean "
         f"server batch {_mean(off16)} vs {_mean(on16)}.",
-        f"- Added latency of the server at batch 1 (p50): served {off1.latency_ms['p50']:.2f} "
-        f"ms (batching off) vs in-process ONNX Runtime {baseline:.2f} ms (batch 1, same "
-        f"runner settings; {local[0]:.2f} ms before the load, {local[1]:.2f} ms after) = "
-        f"**{added_off:+.2f} ms**; with batching on (queue delay "
-        f"{on.models[0].batching.queue_delay_us} us) {added_on:+.2f} ms.", "",
+        f"- Added latency of the server at batch 1 (p50, batching off): **{added_off:+.2f} "
+        f"ms**, the median over {len(pairs)} alternating 3 s rounds of served p50 minus "
+        f"in-process ONNX Runtime p50 (same runner settings); medians {served1:.2f} ms "
+        f"served vs {baseline:.2f} ms in process, per-round differences "
+        f"{', '.join(f'{d:+.2f}' for d in added)} ms. In the load tables: concurrency 1 p50 "
+        f"{off1.latency_ms['p50']:.2f} ms with batching off, {on1.latency_ms['p50']:.2f} ms "
+        f"with batching on (a lone request waits the {on.models[0].batching.queue_delay_us} "
+        "us queue delay).", "",
         "## Batch sweep that seeded dynamic batching (spartan bench, in process)", "",
         markdown_table(("batch", "median ms", "img/s"), sweep_rows), "",
         f"Seeded policy: {on.models[0].batching.describe()}.", "",

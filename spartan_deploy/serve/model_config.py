@@ -202,8 +202,8 @@ def parse_config(text: str, where: str) -> Any:
 
 def write_config(path: Path, spec: ModelConfigSpec) -> Any:
     """Render ``spec``, parse it against Triton's ModelConfig, then write it."""
-    where = f"{spec.name}/{path.parent.name + '/' if path.parent.name == CUSTOM_CONFIG_DIR else ''}" \
-            f"{path.name}"
+    custom = path.parent.name == CUSTOM_CONFIG_DIR
+    where = f"{spec.name}/{CUSTOM_CONFIG_DIR + '/' if custom else ''}{path.name}"
     text = render(spec)
     message = parse_config(text, where)
     if message.name != spec.name or message.max_batch_size != spec.max_batch_size:

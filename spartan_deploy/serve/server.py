@@ -54,7 +54,8 @@ class ServeOptions:
         for flag, port in ports.items():
             positive_int(port, flag, 65535)
         if len(set(ports.values())) != 3:
-            raise UsageError(f"ports must differ, got {', '.join(f'{k} {v}' for k, v in ports.items())}")
+            given = ", ".join(f"{flag} {port}" for flag, port in ports.items())
+            raise UsageError(f"ports must differ, got {given}; give three different ports")
         positive_float(self.startup_timeout_s, "--timeout")
         positive_int(self.exit_timeout_s, "exit timeout")
 

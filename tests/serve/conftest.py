@@ -1,11 +1,14 @@
 """Serving fixtures: artefacts with current manifests, free loopback ports, a real server.
 
-Tests that need the Triton server skip (with the reason) when none can be found; CI installs
-the ``serve`` extra, so there they run.
+Tests that need the Triton server or tritonclient skip (with the reason) when they are
+absent. CI installs the ``serve`` extra and sets SPARTAN_REQUIRE_SERVE=1, which turns those
+skips into failures: there the tests must run.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import socket
 from pathlib import Path
 
@@ -49,6 +52,25 @@ def record(path: Path, data: bytes, *, model: str = "tiny",
     return path
 
 
+REQUIRE_ENV = "SPARTAN_REQUIRE_SERVE"
+
+
+def unavailable(reason: str) -> None:
+    """Skip, or fail where CI requires the serving tests to run."""
+    if os.environ.get(REQUIRE_ENV):
+        pytest.fail(f"{reason} ({REQUIRE_ENV} is set: install the serve extra)",
+                    pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def require_module(name: str) -> None:
+    """``pytest.importorskip`` that honours SPARTAN_REQUIRE_SERVE."""
+    try:
+        importlib.import_module(name)
+    except ImportError as err:
+        unavailable(f"{name} is not installed ({err}): pip install 'spartan-deploy[serve]'")
+
+
 @pytest.fixture(scope="session")
 def triton_install():
     from spartan_deploy.errors import MissingDependencyError
@@ -57,7 +79,7 @@ def triton_install():
     try:
         return find_server()
     except MissingDependencyError as err:
-        pytest.skip(f"no Triton server to test against: {err}")
+        unavailable(f"no Triton server to test against: {err}")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from spartan_deploy.cli import run
-from tests.serve.conftest import free_port
+from tests.serve.conftest import free_port, require_module
 
 
 def _one_error(capsys, argv: list[str], code: int) -> str:
@@ -21,7 +21,7 @@ def _one_error(capsys, argv: list[str], code: int) -> str:
 
 
 def test_triton_writes_then_refuses_to_overwrite(pool_onnx, tmp_path, capsys):
-    pytest.importorskip("tritonclient.grpc.model_config_pb2")
+    require_module("tritonclient.grpc.model_config_pb2")
     repo = tmp_path / "repo"
     json_out = tmp_path / "repo.json"
     assert run(["triton", str(pool_onnx), "-o", str(repo), "--queue-delay-us", "300",
@@ -47,7 +47,7 @@ def test_triton_writes_then_refuses_to_overwrite(pool_onnx, tmp_path, capsys):
     (["serve", "NOREPO"], 2, "not a folder"),
 ])
 def test_bad_input_is_one_line(argv, code, words, pool_onnx, tmp_path, capsys):
-    pytest.importorskip("tritonclient.grpc.model_config_pb2")
+    require_module("tritonclient.grpc.model_config_pb2")
     (tmp_path / "model.txt").write_text("x")
     swap = {"REPO": str(tmp_path / "repo"), "POOL": str(pool_onnx),
             "NOREPO": str(tmp_path / "none"), "model.txt": str(tmp_path / "model.txt"),
@@ -58,7 +58,7 @@ def test_bad_input_is_one_line(argv, code, words, pool_onnx, tmp_path, capsys):
 
 
 def test_loadtest_without_a_server_says_so(pool_onnx, tmp_path, capsys):
-    pytest.importorskip("tritonclient.http")
+    require_module("tritonclient.http")
     line = _one_error(capsys, ["loadtest", f"127.0.0.1:{free_port()}", "pool-fp32",
                                "--reference", str(pool_onnx)], 1)
     assert "no Triton server answers" in line and "spartan serve" in line

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("tritonclient.grpc.model_config_pb2",
-                    reason="tritonclient absent: pip install 'spartan-deploy[serve]'")
+from tests.serve.conftest import require_module
+
+require_module("tritonclient.grpc.model_config_pb2")
 
 from spartan_deploy.serve.errors import ServeError  # noqa: E402
 from spartan_deploy.serve.model_config import (  # noqa: E402

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from tests.serve.conftest import require_module
+
 from spartan_deploy.precision import Precision
 from spartan_deploy.serve import triton_stage
 from tests.runtime.onnx_models import make_pool_linear_onnx, pool_weight
 from tests.serve.conftest import record
 
-pytest.importorskip("tritonclient.grpc.model_config_pb2",
-                    reason="tritonclient absent: pip install 'spartan-deploy[serve]'")
+require_module("tritonclient.grpc.model_config_pb2")
 
 
 def _run_folder(tmp_path, pool_onnx):

@@ -9,8 +9,9 @@ from pathlib import Path
 import onnx
 import pytest
 
-pytest.importorskip("tritonclient.grpc.model_config_pb2",
-                    reason="tritonclient absent: pip install 'spartan-deploy[serve]'")
+from tests.serve.conftest import require_module
+
+require_module("tritonclient.grpc.model_config_pb2")
 
 from spartan_deploy._io import sha256_file  # noqa: E402
 from spartan_deploy.errors import OutputExistsError, UsageError  # noqa: E402

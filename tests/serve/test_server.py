@@ -20,7 +20,7 @@ from spartan_deploy.evaluation import compare, logits_over
 from spartan_deploy.runtime import Device, RunnerOptions, open_runner
 from spartan_deploy.serve.choices import Protocol
 from spartan_deploy.serve.errors import ServeError
-from tests.serve.conftest import free_ports
+from tests.serve.conftest import free_ports, require_module
 
 MODEL = "tiny-spartan-fp32"
 
@@ -212,6 +212,7 @@ def test_missing_server_names_the_extra(monkeypatch):
 
 
 def test_engines_and_their_ensembles_are_skipped_on_a_cpu_server(tmp_path, pool_onnx):
+    require_module("tritonclient.grpc.model_config_pb2")
     from spartan_deploy.serve import RepositoryOptions, write_repository
     from spartan_deploy.serve.install import ServerInstall
     from spartan_deploy.serve.plan import plan_models
