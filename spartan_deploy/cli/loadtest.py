@@ -12,7 +12,7 @@ from rich.table import Table
 from spartan_deploy._validate import parse_int_text, positive_int
 from spartan_deploy.cli._output import check_json_target, emit_json, show
 from spartan_deploy.cli.app import command, console, err_console
-from spartan_deploy.cli.options import DataOpt, ForceOpt, JsonOpt
+from spartan_deploy.cli.options import BatchOpt, DataOpt, ForceOpt, JsonOpt, one_batch
 from spartan_deploy.errors import UsageError
 from spartan_deploy.serve.choices import Protocol
 
@@ -45,8 +45,7 @@ def loadtest_command(
         "--warmup", metavar="S", help="Unmeasured seconds before each level.")] = 1.0,
     protocol: Annotated[Protocol, typer.Option("--protocol", help="http or grpc.")]
         = Protocol.HTTP,
-    batch: Annotated[int, typer.Option("--batch", "-b", metavar="N",
-                                       help="Images per request.")] = 1,
+    batch: BatchOpt = (1,),
     requests: Annotated[int | None, typer.Option(
         "--requests", metavar="N", help="Stop each level after N answers.")] = None,
     repository: Annotated[Path | None, typer.Option(
@@ -68,7 +67,8 @@ def loadtest_command(
     from spartan_deploy.serve.loadtest import LoadOptions, run_loadtest
 
     check_json_target(json_path, force)
-    options = LoadOptions(concurrency, duration, warmup, protocol, batch, requests,
+    options = LoadOptions(concurrency, duration, warmup, protocol,
+                          one_batch(batch, "loadtest (images per request)"), requests,
                           reference, repository, data or "digits", check_images, atol)
     report = run_loadtest(url, model, options,
                           progress=lambda m: err_console.print(f"[dim]{m}[/]", highlight=False))

@@ -28,7 +28,8 @@ def serve_command(
                          "backend over spartan's ONNX Runtime runner) or auto.")]
         = ConfigChoice.AUTO,
     models: Annotated[list[str] | None, typer.Option(
-        "--model", help="Load only this model (repeatable). Default: all it can run.")]
+        "--load-model", metavar="NAME", help="Load only this model (repeatable; an ensemble "
+                                             "brings its steps). Default: all it can run.")]
         = None,
     timeout: Annotated[float, typer.Option(
         "--timeout", metavar="S", help="Seconds to wait for readiness.")] = 180.0,

@@ -179,15 +179,15 @@ def select_models(plans: list[ModelPlan], wanted: tuple[str, ...]) -> list[Model
     for name in wanted:
         plan = by_name.get(name)
         if plan is None:
-            raise UsageError(f"--model {name!r} is not in the repository; it holds "
+            raise UsageError(f"--load-model {name!r} is not in the repository; it holds "
                              f"{', '.join(sorted(by_name))}")
         if not plan.runnable:
-            raise UsageError(f"--model {name!r} cannot run on this server: {plan.reason}")
+            raise UsageError(f"--load-model {name!r} cannot run on this server: {plan.reason}")
         chosen.add(name)
         if plan.config is not None and plan.config.platform == "ensemble":
             chosen.update(step.model_name for step in plan.config.ensemble_scheduling.step)
     return [p if p.name in chosen or not p.runnable
-            else dataclasses.replace(p, runnable=False, reason="not asked for (--model)")
+            else dataclasses.replace(p, runnable=False, reason="not asked for (--load-model)")
             for p in plans]
 
 

@@ -239,3 +239,23 @@ def test_server_and_its_stubs_share_one_process_group(served):
     members = group_members(server.process.pid)
     assert server.process.pid in members and len(members) >= 2
     assert os.getpgid(server.process.pid) == server.process.pid
+
+
+def test_load_model_selects_an_ensemble_with_its_steps(tmp_path, pool_onnx):
+    require_module("tritonclient.grpc.model_config_pb2")
+    from spartan_deploy.serve import RepositoryOptions, write_repository
+    from spartan_deploy.serve.install import ServerInstall
+    from spartan_deploy.serve.plan import plan_models
+    from spartan_deploy.serve.server import select_models
+
+    write_repository([pool_onnx], tmp_path / "repo", RepositoryOptions(ensemble=True))
+    (tmp_path / "backends" / "python").mkdir(parents=True)
+    cpu = ServerInstall(Path("/bin/true"), tmp_path / "backends", bundled=True)
+    plans = plan_models(tmp_path / "repo", cpu, native=False)
+    chosen = {p.name for p in select_models(plans, ("pool-fp32-ensemble",)) if p.runnable}
+    assert chosen == {"pool-fp32", "pool-fp32-preprocess", "pool-fp32-topk",
+                      "pool-fp32-ensemble"}
+    only = [p.name for p in select_models(plans, ("pool-fp32",)) if p.runnable]
+    assert only == ["pool-fp32"]
+    with pytest.raises(UsageError, match="--load-model 'nope' is not in the repository"):
+        select_models(plans, ("nope",))
