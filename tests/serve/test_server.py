@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -192,9 +193,11 @@ def test_model_that_fails_to_load_is_named(triton_install, pool_onnx, tmp_path):
     write_repository([pool_onnx], tmp_path / "repo")
     (tmp_path / "repo" / "pool-fp32" / "1" / "model.onnx").write_bytes(b"not onnx")
     server = TritonServer(tmp_path / "repo", ServeOptions(*free_ports()), triton_install)
-    with pytest.raises(ServeError, match="model 'pool-fp32' failed to load"):
+    with pytest.raises(ServeError, match="model 'pool-fp32' failed to load") as failure:
         server.start()
     assert server.poll() is not None and group_members(server.process.pid) == []
+    assert server.log_path.is_file() and str(server.log_path) in str(failure.value)
+    shutil.rmtree(server.workdir)  # kept for the user to read; not needed here
 
 
 def test_missing_server_names_the_extra(monkeypatch):
