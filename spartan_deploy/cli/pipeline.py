@@ -31,6 +31,9 @@ def pipeline(
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Output folder (default runs/<model>/). Complete, unchanged "
                             "artefacts there are reused.")] = None,
+    triton: Annotated[bool, typer.Option(
+        "--triton", help="Also write a Triton model repository of every servable artefact "
+                         "into <out>/triton (serve it with `spartan serve`).")] = False,
     force: ForceOpt = False,
     trust_checkpoint: TrustOpt = False,
 ) -> None:
@@ -46,7 +49,7 @@ def pipeline(
 
     options = PipelineOptions(model, weights, trust_checkpoint, calib, data, limit, prune,
                               batch=one_batch(batch, "pipeline"), bench_seconds=bench_seconds,
-                              threads=threads, out=out, force=force)
+                              threads=threads, out=out, force=force, triton=triton)
     with console.status("starting ...") as status:
         result = run_pipeline(options, on_start=lambda name: status.update(f"{name} ..."),
                               on_record=print_record)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from spartan_deploy._io import write_atomic, write_json
 from spartan_deploy.pipeline.orchestrate import StageRecord
@@ -18,8 +19,12 @@ REPORT_FOLDER = "report"
 
 
 def measure_and_report(out: Path, artefacts: Sequence[Path], options: PipelineOptions,
-                       records: Sequence[StageRecord]) -> tuple[Path, str]:
-    """Bench (with accuracy on ``options.data``) every artefact; write the report folder."""
+                       records: Sequence[StageRecord],
+                       sections: Sequence[tuple[str, str, Any]] = ()) -> tuple[Path, str]:
+    """Bench (with accuracy on ``options.data``) every artefact; write the report folder.
+
+    ``sections``: (JSON key, markdown, JSON value) of further parts (e.g. the Triton
+    repository), appended to both report files."""
     from spartan_deploy.bench.bench import AccuracySpec, run_bench
     from spartan_deploy.bench.timing import BenchOptions
     from spartan_deploy.report.write import write_report
@@ -33,16 +38,21 @@ def measure_and_report(out: Path, artefacts: Sequence[Path], options: PipelineOp
     folder = out / REPORT_FOLDER
     files = write_report(report, folder, force=True)
     stage_rows = [r.to_dict() for r in records]
-    _add_stages_to_json(files.json, stage_rows)
+    _add_to_json(files.json, {"pipeline": stage_rows,
+                               **{key: value for key, _, value in sections}})
     _add_stages_to_markdown(files.markdown, stage_rows)
+    if sections:
+        text = files.markdown.read_text().rstrip("\n") + "\n\n" + "\n".join(
+            markdown for _, markdown, _ in sections)
+        write_atomic(files.markdown, lambda tmp: tmp.write_text(text))
     fastest = max(report.results, key=lambda r: r.throughput)
     return folder, (f"{len(report.results)} artefacts measured; fastest {fastest.label} at "
                     f"{fastest.throughput:,.0f} img/s (batch {options.batch})")
 
 
-def _add_stages_to_json(path: Path, stages: list[dict]) -> None:
+def _add_to_json(path: Path, parts: dict[str, Any]) -> None:
     data = json.loads(path.read_text())
-    data["pipeline"] = stages
+    data.update(parts)
     write_json(path, data)
 
 

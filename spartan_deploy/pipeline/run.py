@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 from spartan_deploy.errors import TensorRTMissingError
 from spartan_deploy.model import LoadedModel, load_model
@@ -44,7 +45,8 @@ def run_pipeline(options: PipelineOptions, on_start: OnStart = lambda _name: Non
     graphs = [run.precision_graph(onnx_path), run.precision_graph(int8_trt)]
     plans = _engines(run, graphs)
     artefacts = [model_source(loaded), onnx_path, int8_cpu, int8_trt, *graphs, *plans]
-    report = _measure(run, artefacts, options)
+    sections = _triton(run, artefacts) if options.triton else []
+    report = _measure(run, artefacts, options, sections)
     return PipelineResult(run.folder, tuple(run.records), report, tuple(artefacts))
 
 
@@ -89,12 +91,29 @@ def _engines(run: Orchestrator, graphs: list[Path]) -> list[Path]:
     return plans
 
 
-def _measure(run: Orchestrator, artefacts: list[Path], options: PipelineOptions) -> Path:
+def _triton(run: Orchestrator, artefacts: list[Path]) -> list[tuple[str, str, Any]]:
+    """The run's servable artefacts as a Triton model repository in ``<out>/triton``,
+    rewritten every run (it is small, and its configs follow the artefacts)."""
+    from spartan_deploy.serve.pipeline import REPOSITORY_FOLDER, triton_stage
+    from spartan_deploy.serve.repository import RepositoryOptions
+
+    run.on_start("triton repository")
+    start = time.perf_counter()
+    result = triton_stage(artefacts, run.folder, RepositoryOptions(force=True, ensemble=True),
+                          check=False)
+    run.add(StageRecord("triton repository", Status.DONE, time.perf_counter() - start,
+                        (run.folder / REPOSITORY_FOLDER,), result.detail))
+    return [("triton", result.markdown(), result.to_dict())]
+
+
+def _measure(run: Orchestrator, artefacts: list[Path], options: PipelineOptions,
+             sections: list[tuple[str, str, Any]]) -> Path:
     from spartan_deploy.pipeline.report import measure_and_report
 
     run.on_start("eval + bench")
     start = time.perf_counter()
-    report_dir, detail = measure_and_report(run.folder, artefacts, options, run.records)
+    report_dir, detail = measure_and_report(run.folder, artefacts, options, run.records,
+                                            sections)
     run.add(StageRecord("eval + bench + report", Status.DONE, time.perf_counter() - start,
                          (report_dir / "report.md",), detail))
     return report_dir / "report.md"

@@ -30,6 +30,7 @@ class PipelineOptions:
     threads: int | None = None
     out: Path | None = None
     force: bool = False
+    triton: bool = False  # also write a Triton model repository into the run folder
 
     def __post_init__(self) -> None:
         if self.prune is not None:

@@ -129,3 +129,16 @@ def test_a_ledger_of_the_wrong_shape_is_rebuilt(workspace):
     # The artefacts are intact and their manifests say what made them: adopted, not redone.
     status = {r.name: r.status for r in run_pipeline(_options(workspace)).stages}
     assert status["export"] is Status.REUSED
+
+
+def test_triton_repository_joins_the_run_and_its_report(workspace):
+    pytest.importorskip("tritonclient.grpc.model_config_pb2")
+    result = run_pipeline(_options(workspace, triton=True))
+    status = {r.name: r.status for r in result.stages}
+    assert status["triton repository"] is Status.DONE
+    repo = result.out / "triton"
+    configs = sorted(p.parent.name for p in repo.glob("*/config.pbtxt"))
+    assert configs and (repo / "README.md").is_file()
+    report = json.loads((result.out / "report" / "report.json").read_text())
+    assert report["triton"]["repository"] and "## Triton model repository" in (
+        result.out / "report" / "report.md").read_text()
