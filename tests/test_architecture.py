@@ -53,7 +53,7 @@ def test_stages_never_chain_other_stages() -> None:
 
 
 @pytest.mark.parametrize("command", ["", "info", "train", "export", "prune", "quantize",
-                                     "build-engine", "bench", "eval", "pipeline", "debug"])
+                                     "build-engine", "bench", "eval", "pipeline", "debug", "triton", "serve", "loadtest"])
 def test_help_loads_no_heavy_library(command: str) -> None:
     argv = [command, "--help"] if command else ["--help"]
     probe = ("import sys\nfrom spartan_deploy.cli import run\n"
