@@ -17,7 +17,6 @@ repository, server and load-test functions.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import os

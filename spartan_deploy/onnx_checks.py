@@ -16,7 +16,6 @@ import dataclasses
 import functools
 import json
 from importlib import resources
-from typing import Any
 
 import onnx
 

@@ -14,7 +14,6 @@ from spartan_deploy.cli.app import command, console, err_console, show_table
 from spartan_deploy.cli.options import (
     BatchOpt, DataOpt, DeviceOpt, ForceOpt, ImgSizeOpt, JsonOpt, LimitOpt, ModelOpt,
     PrecisionOpt, ReportOpt, RuntimeOpt, ThreadsOpt, TrustOpt, WeightsOpt, one_batch)
-from spartan_deploy.errors import UsageError
 from spartan_deploy.precision import Precision
 from spartan_deploy.runtime.options import Device, Runtime, RunnerOptions
 
@@ -29,16 +28,9 @@ ArtefactsArg = Annotated[list[Path] | None, typer.Argument(
 
 def check_outputs(json_path: Path | None, report_dir: Path | None, force: bool) -> None:
     """Refuse existing outputs before any slow work (never overwrite without --force)."""
-    from spartan_deploy._io import check_output_path
-    from spartan_deploy.report import REPORT_JSON, REPORT_MD, REPORT_PNG
+    from spartan_deploy.report.write import check_outputs as check
 
-    if json_path is not None and str(json_path) != "-":
-        check_output_path(json_path, force)
-    if report_dir is not None:
-        if report_dir.exists() and not report_dir.is_dir():
-            raise UsageError(f"--report {str(report_dir)!r} is a file; give a folder")
-        for name in (REPORT_JSON, REPORT_MD, REPORT_PNG):
-            check_output_path(report_dir / name, force)
+    check(json_path, report_dir, force)
 
 
 class _Bars:

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from spartan_deploy.cli.app import check_json_target, command, console, emit_json
 from spartan_deploy.cli.options import (
-    CalibOpt, DataOpt, ForceOpt, JsonOpt, LimitOpt, ModelOpt, OutputOpt)
+    CalibOpt, DataOpt, ForceOpt, JsonOpt, LimitOpt, ModelOpt)
 from spartan_deploy.quantize.options import CalibMethod, QuantizeOptions, Target
 
 if TYPE_CHECKING:

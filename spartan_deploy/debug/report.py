@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from spartan_deploy._io import atomic_path, check_output_path, library_versions, machine_info
+from spartan_deploy._io import atomic_path, library_versions, machine_info
 from spartan_deploy._io import write_atomic, write_json
 from spartan_deploy.debug.blocks import UnitKind
 from spartan_deploy.debug.core import DebugReport
@@ -124,15 +124,9 @@ def report_json(report: DebugReport) -> dict[str, Any]:
 
 def check_outputs(json_path: Path | None, report_dir: Path | None, force: bool) -> None:
     """Refuse existing outputs before any work (never overwrite without ``force``)."""
-    if json_path is not None and str(json_path) != "-":
-        check_output_path(json_path, force)
-    if report_dir is not None:
-        if report_dir.exists() and not report_dir.is_dir():
-            from spartan_deploy.errors import UsageError
+    from spartan_deploy.report.write import check_outputs as check
 
-            raise UsageError(f"--report {str(report_dir)!r} is a file; give a folder")
-        for name in REPORT_FILES:
-            check_output_path(report_dir / name, force)
+    check(json_path, report_dir, force, REPORT_FILES)
 
 
 def write_report(report: DebugReport, folder: Path) -> list[Path]:

@@ -14,7 +14,6 @@ from typing import Any
 
 from spartan_deploy._validate import positive_int
 from spartan_deploy.errors import UsageError
-from spartan_deploy.precision import Precision  # noqa: F401  (re-exported for trt.py)
 
 MAX_OPT_LEVEL = 5
 DEFAULT_WORKSPACE = 4 << 30

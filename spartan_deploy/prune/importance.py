@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spartan_deploy.prune.options import Method
 from spartan_deploy.model.spartan import Block, SpaRTAN, SqueezeExcite
 from spartan_deploy.prune.plan import BlockScores
 

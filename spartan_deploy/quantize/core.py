@@ -26,6 +26,7 @@ from spartan_deploy.evaluation import (
 from spartan_deploy.manifest import (
     ArtefactKind, Manifest, carried_from, manifest_path, parent_of, read_manifest, save_artefact)
 from spartan_deploy.model.config import DataConfig
+from spartan_deploy.onnx_graph import input_spec
 from spartan_deploy.paths import default_calib
 from spartan_deploy.precision import Precision
 from spartan_deploy.quantize import backends, graph
@@ -146,7 +147,7 @@ def _prepare(onnx_path: str | Path, options: QuantizeOptions, output: str | Path
         raise UsageError(f"output {str(out)!r} is the input file; choose another -o")
     check_output_path(out, force=force)
     check_output_path(manifest_path(out), force=force)
-    input_name, dims = graph.input_spec(model)
+    input_name, dims = input_spec(model)
     source_manifest = read_manifest(source)
     data_config = _data_config(source, source_manifest, options, dims)
     if options.target is Target.TENSORRT:

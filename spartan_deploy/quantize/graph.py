@@ -20,7 +20,7 @@ from onnx import numpy_helper
 
 from spartan_deploy.errors import QuantizationError, UsageError
 from spartan_deploy.onnx_graph import (
-    QDQ_OPS, QUANTIZED_OPS, GraphIndex, input_spec, load_onnx)
+    QDQ_OPS, QUANTIZED_OPS, GraphIndex, load_onnx)
 
 _POOL_OPS = frozenset({"ReduceMean", "GlobalAveragePool"})
 # Ops allowed on the pooled (N, C, 1, 1) path between the SE pool and its sigmoid.

@@ -125,3 +125,16 @@ def _eval_section(report: EvalReport) -> list[str]:
 def load_report(path: str | Path) -> dict:
     """Read a report.json back (for tools and tests)."""
     return json.loads(Path(path).read_text())
+
+
+def check_outputs(json_path: Path | None, report_dir: Path | None, force: bool,
+                  names: tuple[str, ...] = (REPORT_JSON, REPORT_MD, REPORT_PNG)) -> None:
+    """Refuse existing ``--json`` / ``--report`` outputs before any slow work (never
+    overwrite without --force); ``-`` as the JSON path is standard output."""
+    if json_path is not None and str(json_path) != "-":
+        check_output_path(json_path, force)
+    if report_dir is not None:
+        if report_dir.exists() and not report_dir.is_dir():
+            raise UsageError(f"--report {str(report_dir)!r} is a file; give a folder")
+        for name in names:
+            check_output_path(report_dir / name, force)

@@ -10,17 +10,11 @@ import torch
 
 from spartan_deploy.cli import run
 
+from ..cli_run import one_error as _one_error
+
 torch.set_num_threads(1)
 
 
-def _one_error(capsys: pytest.CaptureFixture[str], argv: list[str], code: int = 2) -> str:
-    rc = run(argv)
-    err = capsys.readouterr().err
-    assert rc == code, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def test_train_refuses_wrong_suffix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

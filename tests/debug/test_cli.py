@@ -11,19 +11,13 @@ from pathlib import Path
 import pytest
 
 from spartan_deploy.cli import run
+
+from ..cli_run import one_error as _one_error
 from tests.debug.conftest import break_scale
 
 ARGS = ["--limit", "32", "--threads", "1", "--what-if", "2"]
 
 
-def _one_error(capsys: pytest.CaptureFixture[str], argv: list[str], code: int) -> str:
-    rc = run(argv)
-    err = capsys.readouterr().err
-    assert rc == code, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def test_table_json_and_report(run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:

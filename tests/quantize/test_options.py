@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
 
-from spartan_deploy.cli import app
 from spartan_deploy.errors import UsageError
 from spartan_deploy.quantize import CalibMethod, QuantizeOptions, Target
 from spartan_deploy.quantize.options import parse_method, parse_target
