@@ -22,6 +22,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Markdown reflows each docstring paragraph to the terminal's width.
+    rich_markup_mode="markdown",
 )
 console = Console()
 err_console = Console(stderr=True)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 ArtefactsArg = Annotated[list[Path] | None, typer.Argument(
     help="Artefacts: .pt checkpoint, .onnx, .plan. None: the default model in every form "
-         "already made under runs/<model>/ (PyTorch always; make the others with `spartan "
+         "already made under runs/MODEL/ (PyTorch always; make the others with `spartan "
          "pipeline`).", show_default=False)]
 
 

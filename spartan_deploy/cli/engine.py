@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 SourceArg = Annotated[Path | None, typer.Argument(
     help="FP32 or Q/DQ ONNX to build from. Default: export --model/--weights (the bundled "
-         "model) into runs/<model>/ first.", show_default=False)]
+         "model) into runs/MODEL/ first.", show_default=False)]
 
 
 @command("build-engine")

@@ -52,7 +52,7 @@ def export_command(
 ) -> None:
     """Export to a verified ONNX file (real-valued graph, TensorRT operators, ORT parity).
 
-    Default output: runs/<model>/model.onnx, with its manifest model.onnx.json.
+    Default output: runs/MODEL/model.onnx, with its manifest model.onnx.json.
     """
     from spartan_deploy.export import export_onnx
     from spartan_deploy.paths import run_folder

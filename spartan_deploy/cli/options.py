@@ -116,7 +116,7 @@ PrecisionOpt = Annotated[Precision, typer.Option(
 
 # --- outputs ----------------------------------------------------------------------------
 OutputOpt = Annotated[Path | None, typer.Option(
-    "--output", "-o", help="Output file. Default: under runs/<model>/.")]
+    "--output", "-o", help="Output file. Default: under runs/MODEL/.")]
 ForceOpt = Annotated[bool, typer.Option(
     "--force", help="Replace an existing output (never done without it).")]
 JsonOpt = Annotated[Path | None, typer.Option(

@@ -29,11 +29,11 @@ def pipeline(
         help="Measured seconds per artefact in the benchmark.")] = 3.0,
     threads: ThreadsOpt = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Output folder (default runs/<model>/). Complete, unchanged "
+        "--out", "-o", help="Output folder (default runs/MODEL/). Complete, unchanged "
                             "artefacts there are reused.")] = None,
     triton: Annotated[bool, typer.Option(
         "--triton", help="Also write a Triton model repository of every servable artefact "
-                         "into <out>/triton (serve it with `spartan serve`).")] = False,
+                         "into OUT/triton (serve it with `spartan serve`).")] = False,
     force: ForceOpt = False,
     trust_checkpoint: TrustOpt = False,
 ) -> None:

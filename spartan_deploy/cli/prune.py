@@ -64,7 +64,7 @@ def prune_command(
     """Prune a SpaRTAN's inner widths (whole complex pairs and groups), optionally 2:4.
 
     --data gives accuracy (test split) and the fine-tune's images (train split); --calib
-    gives Taylor scores their images. Default output: runs/<model>/model.pruned.pt.
+    gives Taylor scores their images. Default output: runs/MODEL/model.pruned.pt.
     """
     from spartan_deploy.model import load_model
     from spartan_deploy.paths import run_folder

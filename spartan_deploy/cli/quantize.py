@@ -51,7 +51,7 @@ def quantize_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed for image sampling.")] = 0,
     model: ModelOpt = None,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Default: beside ONNX as <name>.int8.trt.onnx / .int8.cpu.onnx")]
+        "--output", "-o", help="Default: beside ONNX as NAME.int8.trt.onnx / .int8.cpu.onnx")]
         = None,
     force: ForceOpt = False, json_path: JsonOpt = None,
 ) -> None:

@@ -59,7 +59,7 @@ def triton_command(
         "--ort-tensorrt", help="ONNX graphs: add ONNX Runtime's TensorRT accelerator, in the "
                                "artefact's precision, to the native config.")] = False,
     ensemble: Annotated[bool, typer.Option(
-        "--ensemble", help="Also write <model>-ensemble: PNG/JPEG bytes in, top-k out.")]
+        "--ensemble", help="Also write MODEL-ensemble: PNG/JPEG bytes in, top-k out.")]
         = False,
     top_k: Annotated[int, typer.Option("--top-k", metavar="K", help="Classes the ensemble "
                                                                      "returns.")] = 5,
@@ -67,7 +67,7 @@ def triton_command(
         "--labels", help="Class names, one per line (default: recorded names, else indices).")]
         = None,
     names: Annotated[list[str] | None, typer.Option(
-        "--name", help="Model name, once per artefact in order. Default: <model>-<precision>.")]
+        "--name", help="Model name, once per artefact in order. Default: MODEL-PRECISION.")]
         = None,
     threads: ThreadsOpt = None, force: ForceOpt = False, json_path: JsonOpt = None,
 ) -> None:
