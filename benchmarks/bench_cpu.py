@@ -302,16 +302,37 @@ def speed_section(rows: list[Row], results: dict[int, dict], args) -> list[str]:
             ratio = f"{ref / med:.2f}x" if ref else "-"
             lines.append(f"| {label} | {kind} | {med * 1e3:.1f} | {low * 1e3:.1f} | "
                          f"{cpu * 1e3:.1f} | {batch / med:.1f} | {ratio} |")
-        best_ours = min((k for k in wall if k not in PEERS), key=wall.get, default=None)
-        best_peer = min((k for k in wall if k in PEERS), key=wall.get, default=None)
-        if best_ours and best_peer:
-            lines += ["", f"- best of ours: **{_label(rows, best_ours)}**; best peer: "
-                      f"**{_label(rows, best_peer)}**; ours / peer: "
-                      f"**{wall[best_peer] / wall[best_ours]:.2f}x** (target >= 1.0x)"]
-        if ref and "ort_new" in wall:
-            lines.append(f"- ONNX Runtime FP32, new export vs today's: "
-                         f"**{ref / wall['ort_new']:.2f}x** (stretch target >= 1.25x)")
+        lines += _target_lines(rows, res, wall, ref)
         lines.append("")
+    return lines
+
+
+def _target_lines(rows: list[Row], res: dict, wall: dict[str, float],
+                  ref: float | None) -> list[str]:
+    """The two targets, each as a ratio of medians, of minima and of process CPU time: on a
+    shared machine the three disagree when other jobs steal whole rounds, so all are shown."""
+    stats = {"median": wall,
+             "min": {k: min(v) for k, v in res["wall"].items() if v},
+             "CPU time": {k: float(np.median(v)) for k, v in res["cpu"].items() if v}}
+    lines = [""]
+    best_ours = min((k for k in wall if k not in PEERS), key=wall.get, default=None)
+    best_peer = min((k for k in wall if k in PEERS), key=wall.get, default=None)
+    if best_ours and best_peer:
+        ratios = ", ".join(f"{name} {table[best_peer] / table[best_ours]:.2f}x"
+                           for name, table in stats.items())
+        lines.append(f"- best of ours (by median): **{_label(rows, best_ours)}**; best peer: "
+                     f"**{_label(rows, best_peer)}**; ours / peer by {ratios} "
+                     "(target >= 1.0x)")
+        for name, table in list(stats.items())[1:]:
+            ours = min((k for k in table if k not in PEERS), key=table.get)
+            peer = min((k for k in table if k in PEERS), key=table.get)
+            lines.append(f"- by {name}: best of ours {_label(rows, ours)}, best peer "
+                         f"{_label(rows, peer)}: {table[peer] / table[ours]:.2f}x")
+    if ref and "ort_new" in wall:
+        ratios = ", ".join(f"{name} {table['ort_today'] / table['ort_new']:.2f}x"
+                           for name, table in stats.items())
+        lines.append(f"- ONNX Runtime FP32, new export vs today's: {ratios} (stretch "
+                     "target >= 1.25x)")
     return lines
 
 

@@ -38,11 +38,13 @@ _RUNTIME_NAMES = {Runtime.ONNXRUNTIME: "ONNX Runtime", Runtime.OPENVINO: "OpenVI
 @dataclasses.dataclass(frozen=True)
 class CpuCandidate:
     """One artefact on one CPU runtime. ``precision``: OpenVINO's inference precision
-    (ONNX Runtime runs the graph's own, so it is FP32 there)."""
+    (ONNX Runtime runs the graph's own, so it is FP32 there); ``graph``: the precision the
+    graph itself stores (fp32, or int8 for a Q/DQ graph)."""
 
     artefact: Path
     runtime: Runtime
     precision: Precision = Precision.FP32
+    graph: str = "fp32"
 
     @property
     def label(self) -> str:
@@ -100,10 +102,9 @@ class CpuChoice:
 
     @property
     def baseline(self) -> CpuTiming | None:
-        """ONNX Runtime on the first FP32 graph: the toolkit's default way to run on a CPU."""
+        """The fastest FP32 graph on ONNX Runtime: the toolkit's default way to run on a CPU."""
         return next((t for t in self.timings if t.seconds and t.candidate.runtime is
-                     Runtime.ONNXRUNTIME and t.candidate.precision is Precision.FP32
-                     and "int8" not in t.candidate.artefact.name), None)
+                     Runtime.ONNXRUNTIME and t.candidate.graph == "fp32"), None)
 
     def describe(self) -> str:
         """The report line."""
@@ -142,10 +143,12 @@ def cpu_candidates(artefacts: Iterable[str | Path],
         if artefact_kind(path) is not ArtefactKind.ONNX:
             raise UsageError(f"{str(path)!r} is not an ONNX file; the CPU artefacts to compare "
                              "are ONNX graphs (the export and the --target cpu INT8 graph)")
-        if graph_precision(path) not in _CPU_GRAPHS:
+        graph = graph_precision(path)
+        if graph not in _CPU_GRAPHS:
             continue
-        candidates.append(CpuCandidate(path, Runtime.ONNXRUNTIME))
-        candidates += [CpuCandidate(path, Runtime.OPENVINO, p) for p in openvino_precisions]
+        candidates.append(CpuCandidate(path, Runtime.ONNXRUNTIME, graph=graph))
+        candidates += [CpuCandidate(path, Runtime.OPENVINO, p, graph)
+                       for p in openvino_precisions]
     if not candidates:
         raise UsageError("no FP32 or INT8 ONNX file among the artefacts to compare; give the "
                          "export (model.onnx) or its --target cpu INT8 graph")

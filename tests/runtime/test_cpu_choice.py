@@ -37,6 +37,7 @@ def test_candidates_cover_every_cpu_runtime_and_precision(graphs):
         ("model.int8.cpu.onnx", Runtime.OPENVINO, Precision.BF16)]
     assert found[2].label == "model.onnx on OpenVINO bf16"
     assert found[0].label == "model.onnx on ONNX Runtime"
+    assert [c.graph for c in found] == ["fp32"] * 3 + ["int8"] * 3
 
 
 def test_without_openvino_only_onnxruntime(graphs, monkeypatch):
@@ -83,6 +84,7 @@ def test_fastest_ranks_and_keeps_failures_last(graphs, tmp_path, monkeypatch):
     assert choice.img_size == 16 and choice.fastest.throughput > 0
     line = choice.describe()
     assert "\n" not in line and choice.fastest.candidate.label in line
+    assert choice.baseline is not None and choice.baseline.candidate.graph == "fp32"
     assert choice.to_dict()["fastest"]["label"] == choice.fastest.candidate.label
 
 
