@@ -219,42 +219,69 @@ def resolve_img_size(runner: Runner, requested: int | None, label: str) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class RoundTimes:
-    """Seconds per call of several candidates timed round-robin (wall and process CPU)."""
+    """Seconds per call of several candidates timed round-robin (wall and process CPU);
+    ``errors``: candidates dropped because a call failed with a one-line error."""
 
-    wall: dict[str, list[float]]
-    cpu: dict[str, list[float]]
+    wall: dict[Any, list[float]]
+    cpu: dict[Any, list[float]]
+    errors: dict[Any, str] = dataclasses.field(default_factory=dict)
 
-    def summary(self, base: str | None = None) -> dict[str, dict[str, float]]:
+    def summary(self, base: Any = None) -> dict[Any, dict[str, float]]:
         """Per candidate: median and min wall, median CPU and, against ``base``, the median
         of the per-round speed ratios (noise that hits one round hits both sides)."""
         import statistics
 
         out = {}
         for name, wall in self.wall.items():
+            if not wall:
+                continue
             row = {"median": statistics.median(wall), "min": min(wall),
                    "cpu": statistics.median(self.cpu[name])}
-            if base is not None:
+            if base is not None and self.wall.get(base):
                 row["round_ratio"] = statistics.median(
                     b / w for b, w in zip(self.wall[base], wall))
             out[name] = row
         return out
 
 
-def time_interleaved(calls: dict[str, Callable[[], Any]], rounds: int,
-                     warmup: int = 1) -> RoundTimes:
-    """Time each call once per round, the candidates taking turns, after ``warmup`` calls
-    each: on a shared, noisy machine a load spike then hits every candidate alike, so the
-    ratios within a round stay honest where separate runs would not."""
+def time_interleaved(calls: dict[Any, Callable[[], Any]], rounds: int, warmup: int = 1,
+                     min_block_s: float = 0.0) -> RoundTimes:
+    """Time each call per round, the candidates taking turns, after ``warmup`` calls each:
+    on a shared, noisy machine a load spike then hits every candidate alike, so the ratios
+    within a round stay honest where separate runs would not.
+
+    Each round times a block of consecutive calls lasting at least ``min_block_s`` (one call
+    when 0) and records the mean per call. A candidate whose call raises a
+    :class:`SpartanError` is dropped with its message; other errors propagate.
+    """
     positive_int(rounds, "rounds")
-    for call in calls.values():
-        for _ in range(warmup):
-            call()
-    wall: dict[str, list[float]] = {name: [] for name in calls}
-    cpu: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            start_cpu, start = time.process_time(), time.perf_counter()
-            call()
-            wall[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - start_cpu)
-    return RoundTimes(wall, cpu)
+    live = dict(calls)
+    wall: dict[Any, list[float]] = {name: [] for name in calls}
+    cpu: dict[Any, list[float]] = {name: [] for name in calls}
+    errors: dict[Any, str] = {}
+    for step in [None] * warmup + list(range(rounds)):
+        for name, call in list(live.items()):
+            try:
+                if step is None:
+                    call()
+                    continue
+                block_wall, block_cpu = _timed_block(call, min_block_s)
+            except SpartanError as err:
+                errors[name] = str(err)
+                del live[name]
+                continue
+            wall[name].append(block_wall)
+            cpu[name].append(block_cpu)
+    return RoundTimes(wall, cpu, errors)
+
+
+def _timed_block(call: Callable[[], Any], min_block_s: float) -> tuple[float, float]:
+    """Mean wall and process-CPU seconds per call over calls lasting at least
+    ``min_block_s`` (at least one call)."""
+    count, start, start_cpu = 0, time.perf_counter(), time.process_time()
+    while True:
+        call()
+        count += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_block_s:
+            return elapsed / count, (time.process_time() - start_cpu) / count

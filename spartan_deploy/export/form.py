@@ -5,10 +5,12 @@ widths, official checkpoints and any variant go through the same code. What chan
 
 - eval only: stochastic depth is gone, BatchNorm is folded into the convolution before it;
 - the wave mixer's complex modulation is real arithmetic on (real, imag) channel pairs: a
-  2x2 map per pair, folded into the 3x3 conv that follows where that conv's groups already
-  hold whole pairs (stages 3-4), else a grouped 1x1 conv (groups = neck / 2) before the
-  depthwise conv (stages 1-2), which measured faster on ONNX Runtime than regrouping the
-  depthwise conv (benchmarks/results/export.md); no complex dtype, no Transpose/Reshape;
+  2x2 map per pair. By default (``PairMode.AUTO``) every conv that carries it is grouped in
+  blocks of 16 channels, the width of ONNX Runtime's blocked (NCHWc) layout on AVX-512 (AVX2
+  uses 8, which divides 16) and of OpenVINO's blocked layouts: the map is folded into the 3x3
+  conv (stages 3-4, zeros between the original 2-channel groups) or is a 16-wide grouped 1x1
+  conv before the depthwise conv (stages 1-2). Convs grouped in 2 channels fall out of both
+  runtimes' fast kernels (benchmarks/results/cpu.md); no complex dtype, no Transpose/Reshape;
 - exact algebraic folds: layer scales into ``proj_out``, the first norm's affine and the
   feature-decomposition factor ``1 + gamma`` into ``proj_in``;
 - the one-group norm is written as plain reductions (ReduceMean arithmetic), which every
@@ -21,7 +23,7 @@ training form to float32 rounding.
 from __future__ import annotations
 
 import copy
-import enum
+import dataclasses
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +37,10 @@ from spartan_deploy.model.spartan import (
 # Below this |1 + gamma| the feature-decomposition factor is not folded into proj_in
 # (dividing by it would lose precision); the block keeps the explicit form instead.
 _MIN_FOLD_FACTOR = 0.05
+
+
+# Group width of the convs that carry the pair map under PairMode.AUTO (see the docstring).
+BLOCK_WIDTH = 16
 
 
 def _fold_bn(conv: nn.Conv2d, norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,22 +182,31 @@ def _grouped(dense: torch.Tensor, groups: int) -> torch.Tensor:
     return blocks[idx, :, idx].reshape(out_ch, in_ch // groups, *dense.shape[2:])
 
 
-def _fold_pair_matrix(weight: torch.Tensor, groups: int, matrix: torch.Tensor,
-                      new_groups: int) -> torch.Tensor:
-    """Grouped weight of ``conv(M x)`` with ``new_groups`` groups (each holds whole old groups
-    and whole pairs, so ``W M`` is block-diagonal at that grouping)."""
-    per_new = groups // new_groups  # old groups inside one new group: 1 or 2
+def _regroup(weight: torch.Tensor, groups: int, new_groups: int) -> torch.Tensor:
+    """The same conv with ``new_groups`` groups (a divisor of ``groups``): each new group
+    holds whole old groups, with zero weights between them (block-diagonal)."""
+    per_new = groups // new_groups  # old groups inside one new group
     out_ch, per_old = weight.shape[:2]
     kernel = weight.shape[2:]
     old = weight.reshape(new_groups, per_new, out_ch // groups, per_old, *kernel)
     block = weight.new_zeros(new_groups, per_new, out_ch // groups, per_new, per_old, *kernel)
     for i in range(per_new):
         block[:, i, :, i] = old[:, i]
-    width = per_new * per_old
-    block = block.reshape(new_groups, out_ch // new_groups, width, *kernel)
+    return block.reshape(out_ch, per_new * per_old, *kernel)
+
+
+def _fold_pair_matrix(weight: torch.Tensor, groups: int, matrix: torch.Tensor,
+                      new_groups: int) -> torch.Tensor:
+    """Grouped weight of ``conv(M x)`` with ``new_groups`` groups (each holds whole old groups
+    and whole pairs, so ``W M`` is block-diagonal at that grouping)."""
+    block = _regroup(weight, groups, new_groups)
+    out_ch, width = block.shape[:2]
+    kernel = block.shape[2:]
     idx = torch.arange(new_groups)
     m_blocks = matrix.reshape(new_groups, width, new_groups, width)[idx, :, idx]
-    folded = torch.einsum("gopkl,gpq->goqkl", block, m_blocks)
+    folded = torch.einsum("gopkl,gpq->goqkl",
+                          block.reshape(new_groups, out_ch // new_groups, width, *kernel),
+                          m_blocks)
     return folded.reshape(out_ch, width, *kernel)
 
 
@@ -205,14 +220,44 @@ def pair_fold_groups(neck: int, groups: int) -> int:
     return groups if (neck // groups) % 2 == 0 else groups // 2
 
 
-def _fold_target(mode: PairMode, neck: int, groups: int) -> int | None:
-    """Groups of the folded 3x3 conv under ``mode``, or None to keep a separate pair conv."""
+@dataclasses.dataclass(frozen=True)
+class PairPlan:
+    """Where one block's pair map goes: folded into the 3x3 conv (then ``pair_groups`` is
+    None) or a grouped 1x1 conv of ``pair_groups`` groups before it; ``conv_groups``: the
+    groups of the 3x3 conv as exported."""
+
+    conv_groups: int
+    pair_groups: int | None
+
+
+def plan_pair(mode: PairMode, neck: int, groups: int) -> PairPlan:
+    """The placement of the pair map for a 3x3 conv of ``groups`` groups over ``neck``."""
+    mode = PairMode(mode)
+    if mode is PairMode.AUTO:
+        blocked = _blocked_plan(neck, groups)
+        if blocked is not None:
+            return blocked
+        mode = PairMode.GROUPED
     if mode is PairMode.CONV1X1:
-        return None
+        return PairPlan(groups, neck // 2)
     target = pair_fold_groups(neck, groups)
-    if mode is PairMode.AUTO and target != groups:
-        return None  # regrouping a depthwise conv costs more than the 1x1 pair conv saves
-    return target
+    if mode is PairMode.GROUPED and target != groups:
+        # regrouping a depthwise conv costs more than the 1x1 pair conv saves
+        return PairPlan(groups, neck // 2)
+    return PairPlan(target, None)
+
+
+def _blocked_plan(neck: int, groups: int) -> PairPlan | None:
+    """16-channel groups: a 1x1 pair conv before a depthwise conv (folding into the 3x3
+    conv there measured slower), else the pair map folded into the regrouped 3x3 conv; None
+    where the widths do not allow it (pruned necks that are not multiples of 16)."""
+    if neck % BLOCK_WIDTH:
+        return None
+    if groups == neck:
+        return PairPlan(groups, neck // BLOCK_WIDTH)
+    if BLOCK_WIDTH % (neck // pair_fold_groups(neck, groups)):
+        return None
+    return PairPlan(neck // BLOCK_WIDTH, None)
 
 
 class ExportCMixer(nn.Module):
@@ -226,16 +271,17 @@ class ExportCMixer(nn.Module):
         matrix = pair_matrix(mixer.complex)
         unit = mixer.conv
         weight, bias = _fold_bn(unit.conv, unit.norm)
-        new_groups = _fold_target(mode, unit.conv.out_channels, unit.conv.groups)
-        if new_groups is not None:
+        n, groups = unit.conv.out_channels, unit.conv.groups
+        plan = plan_pair(mode, n, groups)
+        if plan.pair_groups is None:
             # conv(M f) has weight W M; M only mixes within pairs, so W M stays grouped.
-            folded = _fold_pair_matrix(weight, unit.conv.groups, matrix, new_groups)
-            conv = _make_conv(unit.conv, folded, bias, new_groups)
+            folded = _fold_pair_matrix(weight, groups, matrix, plan.conv_groups)
+            conv = _make_conv(unit.conv, folded, bias, plan.conv_groups)
         else:
-            n = matrix.shape[0]
-            self.pair = _make_conv(nn.Conv2d(n, n, 1, groups=n // 2, bias=False),
-                                   _grouped(matrix.view(n, n, 1, 1), n // 2), None)
-            conv = _make_conv(unit.conv, weight, bias)
+            self.pair = _make_conv(nn.Conv2d(n, n, 1, groups=plan.pair_groups, bias=False),
+                                   _grouped(matrix.view(n, n, 1, 1), plan.pair_groups), None)
+            conv = _make_conv(unit.conv, _regroup(weight, groups, plan.conv_groups), bias,
+                              plan.conv_groups)
         self.conv = nn.Sequential(conv, copy.deepcopy(unit.act))
         self.attn = ExportSE(mixer.attn)
         self.proj_out = _scaled_conv(mixer.proj_out, scale)

@@ -17,9 +17,10 @@ from spartan_deploy.model.config import MIN_IMG_SIZE
 class PairMode(str, enum.Enum):
     """Where the wave mixer's per-pair 2x2 map goes."""
 
-    AUTO = "auto"  # fold where the 3x3 conv's groups already hold whole pairs, else conv1x1
+    AUTO = "auto"  # 16-channel groups where the neck allows (export/form.py), else GROUPED
+    GROUPED = "grouped"  # fold where the 3x3 conv's groups hold whole pairs, else conv1x1
     FOLD = "fold"  # always into the following 3x3 conv (regrouped into whole pairs)
-    CONV1X1 = "conv1x1"  # always a separate grouped 1x1 conv
+    CONV1X1 = "conv1x1"  # always a separate grouped 1x1 conv (groups = neck / 2)
 
 
 DEFAULT_PAIR_MODE = PairMode.AUTO

@@ -46,6 +46,7 @@ def run_pipeline(options: PipelineOptions, on_start: OnStart = lambda _name: Non
     plans = _engines(run, graphs)
     artefacts = [model_source(loaded), onnx_path, int8_cpu, int8_trt, *graphs, *plans]
     sections = _triton(run, artefacts) if options.triton else []
+    sections += _fastest_cpu(run, [onnx_path, int8_cpu], options)
     report = _measure(run, artefacts, options, sections)
     return PipelineResult(run.folder, tuple(run.records), report, tuple(artefacts))
 
@@ -104,6 +105,26 @@ def _triton(run: Orchestrator, artefacts: list[Path]) -> list[tuple[str, str, An
     run.add(StageRecord("triton repository", Status.DONE, time.perf_counter() - start,
                         (run.folder / REPOSITORY_FOLDER,), result.detail))
     return [("triton", result.markdown(), result.to_dict())]
+
+
+def _fastest_cpu(run: Orchestrator, onnx_files: list[Path],
+                 options: PipelineOptions) -> list[tuple[str, str, Any]]:
+    """On a CPU-only machine: which CPU artefact and runtime (ONNX Runtime, OpenVINO at each
+    precision this CPU has, when installed) is fastest here, timed interleaved."""
+    from spartan_deploy.runtime.options import cuda_available
+
+    if cuda_available():
+        return []
+    from spartan_deploy.runtime.cpu_choice import fastest_cpu
+
+    run.on_start("fastest CPU artefact")
+    start = time.perf_counter()
+    choice = fastest_cpu(onnx_files, batch_size=options.batch, threads=options.threads,
+                         rounds=3)
+    run.add(StageRecord("fastest CPU artefact", Status.DONE, time.perf_counter() - start,
+                        (), choice.describe()))
+    markdown = "## Fastest CPU artefact\n\n" + choice.describe() + "\n"
+    return [("fastest_cpu", markdown, choice.to_dict())]
 
 
 def _measure(run: Orchestrator, artefacts: list[Path], options: PipelineOptions,

@@ -1,4 +1,5 @@
-"""``open_runner``: pick the runner for an artefact by its type, validating it up front."""
+"""``open_runner``: pick the runner for an artefact by its type and ``RunnerOptions.runtime``,
+validating both up front (a runtime that cannot run that kind of file is a one-line error)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from spartan_deploy.errors import TensorRTMissingError, UsageError
 from spartan_deploy.runtime.base import Runner
-from spartan_deploy.runtime.options import RunnerOptions
+from spartan_deploy.runtime.options import RunnerOptions, Runtime
 
 
 class ArtefactKind(str, enum.Enum):
@@ -41,20 +42,58 @@ def artefact_kind(path: str | Path) -> ArtefactKind:
     return kind
 
 
+# The runtimes that can run each kind of artefact; the first is what AUTO picks.
+RUNTIMES = {
+    ArtefactKind.CHECKPOINT: (Runtime.TORCH,),
+    ArtefactKind.ONNX: (Runtime.ONNXRUNTIME, Runtime.OPENVINO),
+    ArtefactKind.ENGINE: (Runtime.TENSORRT,),
+}
+
+
+def resolve_runtime(kind: ArtefactKind, runtime: Runtime, path: Path | None = None) -> Runtime:
+    """The runtime for an artefact of ``kind``: AUTO by file type, else the one asked for if it
+    can run that kind of file (one-line error naming the file and what to do otherwise)."""
+    runtime = Runtime(runtime)
+    allowed = RUNTIMES[kind]
+    if runtime is Runtime.AUTO:
+        return allowed[0]
+    if runtime not in allowed:
+        name = f" {str(path)!r}" if path is not None else ""
+        accepted = ", ".join(r.value for r in allowed)
+        raise UsageError(f"--runtime {runtime.value} cannot run the {kind.value} file{name}; "
+                         f"use --runtime {accepted}{_CONVERT_HINT[runtime]}")
+    return runtime
+
+
+_CONVERT_HINT = {
+    Runtime.TORCH: " (or run the .pt checkpoint it was made from)",
+    Runtime.ONNXRUNTIME: " (or `spartan export` the checkpoint to ONNX first)",
+    Runtime.OPENVINO: " (or `spartan export` the checkpoint to ONNX first)",
+    Runtime.TENSORRT: " (or build an engine from the ONNX file first)",
+    Runtime.AUTO: "",
+}
+
+
 def open_runner(artefact: str | Path, options: RunnerOptions | None = None) -> Runner:
-    """The runner for ``artefact``: .pt checkpoint -> torch, .onnx -> ONNX Runtime,
-    .plan -> TensorRT (imported only here, so the CPU path never needs it)."""
+    """The runner for ``artefact``: .pt checkpoint -> torch, .onnx -> ONNX Runtime (or
+    OpenVINO with ``runtime=Runtime.OPENVINO``), .plan -> TensorRT. Optional runtimes
+    (OpenVINO, TensorRT) are imported only here, so the default path never needs them."""
     options = options or RunnerOptions()
     path = Path(artefact)
     kind = artefact_kind(path)
-    if kind is ArtefactKind.CHECKPOINT:
+    runtime = resolve_runtime(kind, options.runtime, path)
+    if runtime is Runtime.TORCH:
         from spartan_deploy.runtime.torch_runner import open_torch_checkpoint
 
         return open_torch_checkpoint(path, options)
-    if kind is ArtefactKind.ONNX:
+    if runtime is Runtime.ONNXRUNTIME:
         from spartan_deploy.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
         return OnnxRuntimeRunner(path, options)
+    if runtime is Runtime.OPENVINO:
+        from spartan_deploy.runtime.openvino_runner import OpenVinoRunner
+
+        return OpenVinoRunner(path, options)
     return _open_engine(path, options)
 
 
