@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import importlib.metadata
 import json
 import logging
 import os
 import platform
+import re
+import secrets
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from spartan_deploy.errors import OutputExistsError, UsageError
+from spartan_deploy.errors import OutputExistsError, OutputWriteError, SpartanError, UsageError
 
 MANIFEST_SUFFIX = ".json"
 
@@ -35,13 +39,19 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def check_output_path(path: str | Path, force: bool = False) -> Path:
-    """Validate an output path up front: parent writable, no silent overwrite."""
+    """Validate an output path up front: parent writable, no silent overwrite.
+
+    A symbolic link at the path (even one pointing nowhere) is an existing output: renaming
+    over it would silently drop the user's link.
+    """
     out = Path(path)
-    if out.exists() and out.is_dir():
+    check_name_length(out)
+    if out.is_dir():
         raise UsageError(f"output path {str(out)!r} is a directory; give a file path")
-    if out.exists() and not force:
+    if os.path.lexists(out) and not force:
+        what = "a symbolic link" if out.is_symlink() else "output"
         raise OutputExistsError(
-            f"output {str(out)!r} already exists; pass --force to overwrite or choose another -o"
+            f"{what} {str(out)!r} already exists; pass --force to overwrite or choose another -o"
         )
     parent = out.parent if str(out.parent) else Path(".")
     try:
@@ -60,7 +70,8 @@ def ensure_writable(folder: Path) -> None:
     (and remove) a real temporary file.
     """
     try:
-        fd, name = tempfile.mkstemp(prefix=".spartan-probe.", dir=folder)
+        fd, name = tempfile.mkstemp(prefix=_temp_prefix("spartan-probe"), suffix=TEMP_SUFFIX,
+                                    dir=folder)
     except OSError as err:
         raise UsageError(f"output folder {str(folder)!r} is not writable ({err.strerror}); "
                          "choose another output path") from err
@@ -68,20 +79,176 @@ def ensure_writable(folder: Path) -> None:
     os.unlink(name)
 
 
+def check_name_length(path: Path) -> None:
+    """Refuse a path with a component over the file system's name limit, by name, before
+    any work (the operating system would only say so when the file is finally written)."""
+    limit = _name_max(path)
+    for part in path.parts:
+        if len(os.fsencode(part)) > limit:
+            shown = part if len(part) <= 40 else f"{part[:20]}...{part[-12:]}"
+            raise UsageError(f"file name {shown!r} in {_short(path)} is "
+                             f"{len(os.fsencode(part))} bytes, over the file system's limit of "
+                             f"{limit}; choose a shorter name")
+
+
+def _name_max(path: Path) -> int:
+    """NAME_MAX of the nearest existing folder above ``path`` (255 on common systems)."""
+    folder = path.parent if str(path.parent) else Path(".")
+    for candidate in (folder, *folder.parents):
+        with contextlib.suppress(OSError, ValueError):
+            if candidate.is_dir():
+                return int(os.pathconf(candidate, "PC_NAME_MAX"))
+    return 255
+
+
+def _short(path: Path) -> str:
+    text = str(path)
+    return repr(text if len(text) <= 80 else f"{text[:40]}...{text[-30:]}")
+
+
+# --- temporary files and folders ----------------------------------------------------------
+# Every temporary name carries the pid of the process that made it, and the process holds an
+# flock on it while it lives, so a later run can tell leftovers of a killed run (owner gone,
+# lock free) from the files of a run still working, and remove them.
+TEMP_SUFFIX = ".tmp"
+SCRATCH_PREFIX = "spartan-"
+_TEMP_NAME = re.compile(r"^\..*\.pid(\d+)-[a-z0-9_]+\.tmp$")  # mkstemp's random part
+_SCRATCH_NAME = re.compile(r"^spartan-[A-Za-z0-9_-]+\.pid(\d+)-[0-9a-f]+$")
+_SCRATCH_LOCK = ".owner.lock"
+_STEM_LIMIT = 120  # bytes of the target's name kept in its temporary name
+
+
+def _temp_prefix(stem: str) -> str:
+    """``.<stem>.pid<pid>-`` (mkstemp appends random characters, then ``.tmp``)."""
+    short = os.fsencode(stem)[:_STEM_LIMIT].decode(errors="ignore") or "file"
+    return f".{short}.pid{os.getpid()}-"
+
+
+def _owner_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: the pid exists, owned by someone else
+        return True
+    return True
+
+
+def _lock_free(path: Path) -> bool:
+    """True when nobody holds an flock on ``path`` (the owner died or never locked it)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def sweep_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove temporary files a killed run left in ``folder``; returns what was removed."""
+    removed: list[Path] = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            match = _TEMP_NAME.match(entry.name)
+            if match is None or not entry.is_file(follow_symlinks=False):
+                continue
+            path = Path(entry.path)
+            if not _owner_alive(int(match.group(1))) and _lock_free(path):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
+def sweep_stale_scratch(root: Path | None = None) -> list[Path]:
+    """Remove ``spartan-*`` temporary folders of runs that are gone (system temp folder)."""
+    root = Path(root or tempfile.gettempdir())
+    removed: list[Path] = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(root):
+            match = _SCRATCH_NAME.match(entry.name)
+            if match is None or not entry.is_dir(follow_symlinks=False):
+                continue
+            folder = Path(entry.path)
+            lock = folder / _SCRATCH_LOCK
+            if _owner_alive(int(match.group(1))) or (lock.exists() and not _lock_free(lock)):
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+@contextlib.contextmanager
+def _held(path: Path) -> Iterator[None]:
+    """Hold an flock on ``path`` for the block (released by the kernel if we die)."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def scratch_dir(tag: str) -> Iterator[Path]:
+    """A private temporary folder ``spartan-<tag>.pid<pid>-<random>`` in the system temp
+    folder, removed when the block ends (also on Ctrl-C or SIGTERM); leftovers of killed
+    runs are swept first."""
+    sweep_stale_scratch()
+    root = Path(tempfile.gettempdir())
+    folder = root / f"{SCRATCH_PREFIX}{tag}.pid{os.getpid()}-{secrets.token_hex(4)}"
+    folder.mkdir(mode=0o700)
+    try:
+        lock = folder / _SCRATCH_LOCK
+        lock.touch()
+        with _held(lock):
+            yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
 
-    An exception (or Ctrl-C) inside the block removes the temporary file, so a reader never
-    sees a half-written artefact.
+    An exception (or Ctrl-C, or SIGTERM turned into one by the CLI) inside the block removes
+    the temporary file, so a reader never sees a half-written artefact; temporary files of
+    killed runs in the same folder are swept first. A writer's failure (a full disk, a
+    serializer refusing) becomes one :class:`OutputWriteError` naming the file.
     """
     target = Path(path)
+    if _TEMP_NAME.match(target.name) and target.is_file():
+        # Already the private temporary file of an outer atomic write (a writer that is
+        # itself atomic, such as save_checkpoint inside save_artefact): write it directly,
+        # and let the outer write name the real target if it fails.
+        yield target
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    sweep_stale_temporaries(target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target.name), suffix=TEMP_SUFFIX,
+                                    dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
+        with _held(tmp):
+            try:
+                yield tmp
+            except (SpartanError, KeyboardInterrupt, MemoryError):
+                raise
+            except (OSError, RuntimeError, ValueError) as err:
+                raise write_failure(target, err) from err
         # mkstemp makes 0600 files; artefacts get the usual permissions (umask applies).
         if tmp.exists():
             os.chmod(tmp, 0o666 & ~_umask())
@@ -89,6 +256,29 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def write_failure(target: Path, err: BaseException) -> OutputWriteError:
+    """One line for a file that could not be written, with the reason the system gave."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        reason = "the disk is full"
+    elif isinstance(err, OSError):
+        reason = err.strerror or str(err)
+    else:
+        text = str(err).strip()
+        reason = text.splitlines()[0][:160] if text else type(err).__name__
+        if _looks_like_full_disk(target):
+            reason = f"the disk is full ({reason})"
+    return OutputWriteError(f"could not write {_short(target)}: {reason}; free space or "
+                            "choose another output path (nothing half-written was kept)")
+
+
+def _looks_like_full_disk(target: Path) -> bool:
+    """Libraries that write through their own C++ streams (torch.save) report a full disk as
+    a generic error; little space left beside the target says which it was."""
+    with contextlib.suppress(OSError):
+        return shutil.disk_usage(target.parent).free < 1 << 20
+    return False
 
 
 def _umask() -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from spartan_deploy._io import quiet_logger
+from spartan_deploy._io import quiet_logger, scratch_dir
 from spartan_deploy.engine.graph import FragilePart, find_parts
 from spartan_deploy.errors import MissingDependencyError, QuantizationError
 from spartan_deploy.onnx_graph import QDQ_OPS, default_opset, ensure_node_names, has_qdq
@@ -124,8 +123,8 @@ def _autocast(model: onnx.ModelProto, keep: set[str], data_max: float,
 
     configure_logging(logging.ERROR)
     calibration = None if reference_images is None else {_input_name(model): reference_images}
-    with tempfile.TemporaryDirectory(prefix="spartan-autocast-") as tmp:
-        path = Path(tmp) / "source.onnx"
+    with scratch_dir("autocast") as tmp:
+        path = tmp / "source.onnx"
         onnx.save(model, path)
         with quiet_logger("modelopt"):
             return convert_to_mixed_precision(

@@ -11,14 +11,13 @@ of multi-stage commands decodes each set once for every stage that needs it).
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import onnx
 
-from spartan_deploy._io import check_output_path, sha256_file
+from spartan_deploy._io import check_output_path, scratch_dir, sha256_file
 from spartan_deploy.errors import UsageError
 from spartan_deploy.evaluation import (
     Comparison, EvalData, compare, load_eval_data, logits_over, resolve_data, top1)
@@ -95,8 +94,8 @@ def quantize_onnx(onnx_path: str | Path, calib_dir: str | Path | None = None,
     images already decoded from it and from ``options.data``.
     """
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="spartan-int8-") as tmp:
-        job = _prepare(onnx_path, options, output, force, Path(tmp))
+    with scratch_dir("int8") as tmp:
+        job = _prepare(onnx_path, options, output, force, tmp)
         calib = calibration or load_calibration_set(default_calib(
             Path(calib_dir) if calib_dir is not None else None), job.data_config, job.options)
         return _run(job, calib, data if data is not None else _labelled(job), start)
@@ -226,8 +225,8 @@ def _quantize(job: _Job, ranges: Ranges, calib: CalibrationSet,
     """One Q/DQ graph with the job's exclusions plus ``extra_float``."""
     exclude = list(dict.fromkeys(n for names in job.excluded.values() for n in names))
     exclude += [n for n in extra_float if n not in exclude]
-    with tempfile.TemporaryDirectory(prefix="spartan-int8-") as tmp:
-        out = Path(tmp) / "int8.onnx"
+    with scratch_dir("int8") as tmp:
+        out = tmp / "int8.onnx"
         if job.options.target is Target.CPU:
             backends.quantize_cpu(job.work, out, ranges, job.options.method, exclude)
         else:

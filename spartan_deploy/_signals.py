@@ -1,0 +1,83 @@
+"""Terminating signals end a run the way Ctrl-C does: every ``finally`` and context manager
+runs, so temporary files and folders are removed and nothing half-written is left.
+
+SIGTERM (kill, timeout, CI cancellation, container and service managers) and SIGHUP (a
+closed terminal) would otherwise kill the process on the spot. Here they raise
+:class:`Terminated`, a ``KeyboardInterrupt``, in the main thread; the CLI exits with
+128 + the signal number, as a shell reports a process killed by that signal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from types import FrameType
+from typing import Any
+
+TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+_CHILD_GRACE_S = 10.0  # a child asked to stop gets this long to clean up before SIGKILL
+
+
+class Terminated(KeyboardInterrupt):
+    """A terminating signal, raised where the main thread was (like Ctrl-C)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def exit_code(interrupt: BaseException) -> int:
+    """128 + the signal number: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
+    return 128 + int(getattr(interrupt, "signum", signal.SIGINT))
+
+
+def signal_name(interrupt: BaseException) -> str:
+    return signal.Signals(getattr(interrupt, "signum", signal.SIGINT)).name
+
+
+def _raise_terminated(signum: int, _frame: FrameType | None) -> None:
+    # Further terminating signals are ignored while the cleanup runs: a second SIGTERM
+    # must not interrupt the removal of what the first one left (SIGKILL still works).
+    for other in TERMINATING:
+        signal.signal(other, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` (main thread only;
+    elsewhere, e.g. a test runner's worker thread, the handlers are left as they are)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in TERMINATING}
+    for sig in TERMINATING:
+        # A signal ignored by whoever started us (nohup: SIGHUP) stays ignored.
+        if previous[sig] is not signal.SIG_IGN:
+            signal.signal(sig, _raise_terminated)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def run_child(argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run(argv, capture_output=True, text=True)`` that, when interrupted, asks
+    the child to stop (SIGTERM, so it cleans up too) before killing it."""
+    with subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, **kwargs) as child:
+        try:
+            out, err = child.communicate()
+        except BaseException:
+            child.terminate()
+            try:
+                child.wait(timeout=_CHILD_GRACE_S)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            raise
+    return subprocess.CompletedProcess(list(argv), child.returncode, out, err)
