@@ -363,3 +363,54 @@ def _cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
+
+
+LOCK_NAME = ".spartan.lock"
+
+
+class FolderLock:
+    """An exclusive flock on ``<folder>/.spartan.lock`` for one run that writes the folder.
+
+    Two runs into one folder would both redo every stage and race on the same files; the
+    second is refused at once, naming the folder and the holder's pid. The kernel drops the
+    lock when the holder's process ends, however it ends, so a killed run never leaves the
+    folder locked (the lock file itself may stay; it holds only the last holder's pid).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        import fcntl
+
+        self.path = Path(folder) / LOCK_NAME
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._holder()
+            self._close()
+            from spartan_deploy.errors import BusyError
+
+            raise BusyError(f"output folder {str(folder)!r} is in use by another spartan run "
+                            f"({holder}); wait for it to finish or choose another output "
+                            "folder") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    def _holder(self) -> str:
+        with contextlib.suppress(OSError, ValueError):
+            return f"pid {int(os.pread(self._fd, 32, 0).decode().strip())}"
+        return "pid unknown"
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def release(self) -> None:
+        """Unlock (closing the descriptor drops the flock)."""
+        self._close()
+
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -110,6 +110,23 @@ def logits_over(runner: Runner, data: np.ndarray | BatchSource,
 NO_DATA = "none"
 
 
+def check_data_source(data: str, split: str = "test", require_labels: bool = True) -> None:
+    """Refuse a ``--data`` that cannot be used (missing folder, no readable image, no labels)
+    by reading only the folder listing and one image header, before any slow work."""
+    if data.strip().lower() == NO_DATA:
+        return
+    from spartan_deploy.data.dataset import is_builtin
+    from spartan_deploy.data.folder import list_folder, probe_readable
+
+    if is_builtin(data):
+        return
+    listing = list_folder(data, split)
+    probe_readable(listing)
+    if require_labels and listing.labels is None:
+        raise DataError(f"--data {data!r} has no labels (a flat folder); give 'digits' or a "
+                        "folder with one sub-folder per class")
+
+
 def resolve_data(data: str | None, data_config: DataConfig | None) -> str | None:
     """``--data``: the name or folder given; ``none`` for no data; unset: the data the
     model records (``digits`` for a model preprocessed as the digits are), else none."""

@@ -38,7 +38,10 @@ class Ledger:
         except (OSError, ValueError):
             self.damaged = True
             return {}
-        stages = data.get("stages") if isinstance(data, dict) else None
+        if not isinstance(data, dict):  # valid JSON of the wrong shape: a list, a number
+            self.damaged = True
+            return {}
+        stages = data.get("stages")
         if data.get("version") != LEDGER_VERSION or not _well_formed(stages):
             self.damaged = True
             return {}
@@ -109,7 +112,7 @@ def _well_formed(stages: Any) -> bool:
     for record in stages.values():
         if not isinstance(record, dict):
             return False
-        for field in ("inputs", "outputs", "summary"):
+        for field in ("inputs", "outputs", "summary", "options"):
             if not isinstance(record.get(field), dict):
                 return False
         if not all(isinstance(v, (str, type(None))) for v in

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spartan_deploy._io import ensure_writable
+from spartan_deploy._io import FolderLock, ensure_writable
 from spartan_deploy.errors import OutputExistsError, TensorRTMissingError, UsageError
 from spartan_deploy.manifest import Manifest, manifest_path, read_manifest
 from spartan_deploy.paths import default_calib
@@ -76,7 +77,11 @@ class RunInputs:
 
 
 class Orchestrator:
-    """One run in one folder: the ledger, the stage records, data decoded once."""
+    """One run in one folder: the ledger, the stage records, data decoded once.
+
+    A context manager: the folder is locked (:class:`FolderLock`) from construction to
+    ``close``, so a second run into the same folder is refused instead of racing this one.
+    """
 
     def __init__(self, folder: Path, inputs: RunInputs = RunInputs(),
                  on_start: OnStart = lambda _name: None,
@@ -87,7 +92,9 @@ class Orchestrator:
         self.calib = default_calib(inputs.calib)
         # A bad --calib is refused before the output folder is made (hashing is cheap).
         self._calib_digest = folder_digest(self.calib)
+        self._check_data()
         self.folder = _make_folder(folder)
+        self._lock: FolderLock | None = FolderLock(self.folder)
         self.ledger = Ledger(self.folder)
         self.records: list[StageRecord] = []
         self.on_start, self.on_record = on_start, on_record
@@ -96,6 +103,25 @@ class Orchestrator:
                       "rebuilt; intact artefacts are adopted from their manifests")
         self._calibration: dict[str, CalibrationSet] = {}
         self._data: dict[str, EvalData | None] = {}
+
+    def close(self) -> None:
+        """Release the folder for the next run."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Orchestrator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_data(self) -> None:
+        """A bad --data is refused before any stage runs (it is first read after export)."""
+        from spartan_deploy.evaluation import check_data_source
+
+        if self.inputs.data is not None:
+            check_data_source(self.inputs.data)
 
     # --- shared inputs, decoded on first use ------------------------------------------
     def calib_digest(self) -> str:
@@ -162,12 +188,20 @@ class Orchestrator:
         return (manifest is not None and manifest.sha256 == sha256_file(outputs[0])
                 and adopt(manifest))
 
+    def always(self, name: str, outputs: list[Path], make: Callable[[], str]) -> str:
+        """Run ``make`` (a step that is redone on every run, such as measurements) after the
+        same refusal of files this folder's runs did not make, then record its outputs."""
+        self._refuse_foreign(name, outputs)
+        detail = make()
+        self.ledger.record(name, [], {}, outputs, {"detail": detail})
+        return detail
+
     def _refuse_foreign(self, name: str, outputs: list[Path]) -> None:
         """Files the ledger did not make are the user's: replaced only with --force."""
         if self.inputs.force:
             return
         made = self.ledger.made_by_us(outputs)
-        foreign = [p for p in outputs if p.exists() and p not in made]
+        foreign = [p for p in outputs if os.path.lexists(p) and p not in made]
         if foreign:
             raise OutputExistsError(
                 f"{foreign[0]} exists and was not made by this folder's runs from these "

@@ -17,8 +17,16 @@ from spartan_deploy.pipeline.stages import PipelineOptions
 REPORT_FOLDER = "report"
 
 
+def report_files(out: Path) -> list[Path]:
+    """What the last stage writes into ``out``: report.md first."""
+    from spartan_deploy.report.write import REPORT_JSON, REPORT_MD, REPORT_PNG
+
+    folder = out / REPORT_FOLDER
+    return [folder / REPORT_MD, folder / REPORT_JSON, folder / REPORT_PNG]
+
+
 def measure_and_report(out: Path, artefacts: Sequence[Path], options: PipelineOptions,
-                       records: Sequence[StageRecord]) -> tuple[Path, str]:
+                       records: Sequence[StageRecord]) -> str:
     """Bench (with accuracy on ``options.data``) every artefact; write the report folder."""
     from spartan_deploy.bench.bench import AccuracySpec, run_bench
     from spartan_deploy.bench.timing import BenchOptions
@@ -36,8 +44,8 @@ def measure_and_report(out: Path, artefacts: Sequence[Path], options: PipelineOp
     _add_stages_to_json(files.json, stage_rows)
     _add_stages_to_markdown(files.markdown, stage_rows)
     fastest = max(report.results, key=lambda r: r.throughput)
-    return folder, (f"{len(report.results)} artefacts measured; fastest {fastest.label} at "
-                    f"{fastest.throughput:,.0f} img/s (batch {options.batch})")
+    return (f"{len(report.results)} artefacts measured; fastest {fastest.label} at "
+            f"{fastest.throughput:,.0f} img/s (batch {options.batch})")
 
 
 def _add_stages_to_json(path: Path, stages: list[dict]) -> None:

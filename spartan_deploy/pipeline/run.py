@@ -34,17 +34,18 @@ def run_pipeline(options: PipelineOptions, on_start: OnStart = lambda _name: Non
     loaded = load_model(options.model, options.weights, options.trust_checkpoint)
     model_source(loaded)  # random weights: refused before anything is made
     inputs = RunInputs(options.calib, options.data, options.limit, options.force)
-    run = Orchestrator(options.out or run_folder(loaded.name), inputs, on_start, on_record)
-    loaded = _prune(run, loaded, options)
-    onnx_path = run.export(loaded)
-    from spartan_deploy.quantize.options import Target
+    with Orchestrator(options.out or run_folder(loaded.name), inputs, on_start,
+                      on_record) as run:
+        loaded = _prune(run, loaded, options)
+        onnx_path = run.export(loaded)
+        from spartan_deploy.quantize.options import Target
 
-    int8_cpu = run.quantize(onnx_path, Target.CPU)
-    int8_trt = run.quantize(onnx_path, Target.TENSORRT)
-    graphs = [run.precision_graph(onnx_path), run.precision_graph(int8_trt)]
-    plans = _engines(run, graphs)
-    artefacts = [model_source(loaded), onnx_path, int8_cpu, int8_trt, *graphs, *plans]
-    report = _measure(run, artefacts, options)
+        int8_cpu = run.quantize(onnx_path, Target.CPU)
+        int8_trt = run.quantize(onnx_path, Target.TENSORRT)
+        graphs = [run.precision_graph(onnx_path), run.precision_graph(int8_trt)]
+        plans = _engines(run, graphs)
+        artefacts = [model_source(loaded), onnx_path, int8_cpu, int8_trt, *graphs, *plans]
+        report = _measure(run, artefacts, options)
     return PipelineResult(run.folder, tuple(run.records), report, tuple(artefacts))
 
 
@@ -90,14 +91,18 @@ def _engines(run: Orchestrator, graphs: list[Path]) -> list[Path]:
 
 
 def _measure(run: Orchestrator, artefacts: list[Path], options: PipelineOptions) -> Path:
-    from spartan_deploy.pipeline.report import measure_and_report
+    from spartan_deploy.pipeline.report import measure_and_report, report_files
 
+    name = "eval + bench + report"
     run.on_start("eval + bench")
     start = time.perf_counter()
-    report_dir, detail = measure_and_report(run.folder, artefacts, options, run.records)
-    run.add(StageRecord("eval + bench + report", Status.DONE, time.perf_counter() - start,
-                         (report_dir / "report.md",), detail))
-    return report_dir / "report.md"
+    # Measured anew on every run, but the report files are replaced only when this
+    # folder's runs made them (a report the user put there needs --force).
+    files = report_files(run.folder)
+    detail = run.always(name, files, lambda: measure_and_report(run.folder, artefacts,
+                                                                options, run.records))
+    run.add(StageRecord(name, Status.DONE, time.perf_counter() - start, (files[0],), detail))
+    return files[0]
 
 
 def _pct(value: float | None) -> str:

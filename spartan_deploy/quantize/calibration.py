@@ -14,6 +14,8 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,13 +112,16 @@ def folder_digest(folder: Path) -> str:
         raise DataError(f"calibration folder {str(folder)!r} does not exist; give --calib DIR "
                         "(default: the bundled calibration set)")
     digest = hashlib.sha256()
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.rglob("*")
+                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise DataError(f"calibration folder {str(folder)!r} holds no images; give --calib "
                         "a folder of JPEG/PNG/BMP/WebP files")
     for path in files:
-        digest.update(path.relative_to(folder).as_posix().encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        # os.fsencode: names that are not valid UTF-8 (kept as surrogates) hash as the bytes
+        # the file system holds, as every other tool here reads them.
+        digest.update(os.fsencode(path.relative_to(folder).as_posix()))
+        digest.update(bytes.fromhex(sha256_file(path)))
     return digest.hexdigest()
 
 
@@ -137,17 +142,45 @@ def cache_key(source_sha256: str, calib: CalibrationSet, data_config: DataConfig
 
 
 def read_cache(path: Path, key: str) -> Ranges | None:
-    """Cached ranges for ``key``, or None when absent, unreadable or for another key."""
+    """Cached ranges for ``key``; None when absent or made for another key.
+
+    A cache that is unreadable, of the wrong shape or holds non-finite or inverted ranges is
+    refused (QuantizationError naming the file), never trusted: ranges go straight into the
+    Q/DQ scales, where a NaN would silently break the graph.
+    """
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        text = path.read_text()
+    except FileNotFoundError:
         return None
-    if not isinstance(data, dict) or data.get("key") != key:
+    except (OSError, ValueError) as err:
+        raise _bad_cache(path, f"unreadable ({err})") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise _bad_cache(path, "not valid JSON") from None
+    if not isinstance(data, dict):
+        raise _bad_cache(path, f"a JSON {type(data).__name__}, not a calibration cache")
+    if data.get("key") != key:
         return None
     ranges = data.get("ranges")
-    if not isinstance(ranges, dict):
-        return None
-    return {name: (float(lo), float(hi)) for name, (lo, hi) in ranges.items()}
+    if not isinstance(ranges, dict) or not ranges:
+        raise _bad_cache(path, "it has no ranges")
+    return {name: _cached_range(path, name, value) for name, value in ranges.items()}
+
+
+def _cached_range(path: Path, name: str, value: Any) -> tuple[float, float]:
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise _bad_cache(path, f"the range of {name!r} is {value!r}, not [low, high]")
+    low, high = float(value[0]), float(value[1])
+    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+        raise _bad_cache(path, f"the range of {name!r} is [{low}, {high}]")
+    return low, high
+
+
+def _bad_cache(path: Path, why: str) -> QuantizationError:
+    return QuantizationError(f"calibration cache {str(path)!r} is damaged: {why}; delete it "
+                             "or pass --no-cache to calibrate again")
 
 
 def write_cache(path: Path, key: str, ranges: Ranges, about: dict[str, Any]) -> None:
