@@ -81,6 +81,10 @@ class ArtefactLoadError(SpartanError):
     """A runtime (ONNX Runtime, TensorRT, OpenVINO, PyTorch) cannot load an artefact."""
 
 
+class NumericsError(SpartanError):
+    """An artefact computed NaN or infinite results: no figure can be reported from them."""
+
+
 class ResourceError(SpartanError):
     """The operating system said no: no memory, no disk space, a name over its limit, no
     permission. Raised instead of the raw OSError/MemoryError, as one line."""

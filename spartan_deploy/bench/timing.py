@@ -109,6 +109,9 @@ def make_buffers(batch_size: int, img_size: int, count: int, seed: int = 0) -> l
 def time_runner(runner: Runner, batch_size: int, img_size: int, options: BenchOptions,
                 label: str | None = None, progress: ProgressFn | None = None) -> BenchResult:
     """Time an ACTIVE runner at one batch size (warm-up first, not counted)."""
+    from spartan_deploy._resources import check_batch
+
+    check_batch(batch_size, img_size)
     label = label or runner.info.name
     buffers = make_buffers(batch_size, img_size, options.buffers, options.seed)
     step = _Stepper(runner, buffers, label, batch_size, img_size)

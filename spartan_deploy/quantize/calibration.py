@@ -69,6 +69,10 @@ def load_calibration_set(folder: str | Path, data_config: DataConfig,
     else:
         count = options.calib_count
         held = min(options.holdout, total - count)
+    from spartan_deploy._resources import check_images
+
+    check_images(count + held, data_config.input_size, f"calibration folder {str(folder)!r}",
+                 "--calib-count")
     skipped: list[str] = []
     images, files = _read(dataset, sorted(order[:count].tolist()), skipped)
     holdout, _ = _read(dataset, sorted(order[count:count + held].tolist()), skipped)
