@@ -113,12 +113,16 @@ def write_trt_cache(path: Path, ranges: Ranges) -> None:
 
 
 def quantize_tensorrt(source: Path, output: Path, ranges: Ranges, sample: np.ndarray,
-                      input_name: str, exclude: list[str]) -> None:
-    """Write the TensorRT Q/DQ graph of ``source`` with Model Optimizer (child process)."""
+                      input_name: str, exclude: list[str], batch: int = 1) -> None:
+    """Write the TensorRT Q/DQ graph of ``source`` with Model Optimizer (child process).
+
+    ``batch``: the graph's fixed batch size (1 when it takes any): the sample Model
+    Optimizer probes shapes with must have it."""
     check_modelopt()
     with scratch_dir("mo") as work:
         write_trt_cache(work / "calib.cache", ranges)
-        np.save(work / "sample.npy", np.ascontiguousarray(sample[:1], dtype=np.float32))
+        probe = np.resize(sample[:batch], (batch, *sample.shape[1:]))  # repeats if too few
+        np.save(work / "sample.npy", np.ascontiguousarray(probe, dtype=np.float32))
         spec = {"source": str(source), "output": str(output), "cache": str(work / "calib.cache"),
                 "sample": str(work / "sample.npy"), "input_name": input_name,
                 "exclude": exclude, "workdir": str(work)}

@@ -224,7 +224,11 @@ def compute_ranges(model_path: Path, input_name: str, images: np.ndarray,
     names = calibrated_tensors(model, op_types)
     try:
         sess = _probe_session(model, names)
-        batch_size = _fitting_batch(sess, names, input_name, images, batch_size)
+        fixed = _fixed_batch(sess)
+        if fixed is not None:  # an export with --batch N runs N images at a time, no other
+            images, batch_size = _whole_batches(images, fixed), fixed
+        else:
+            batch_size = _fitting_batch(sess, names, input_name, images, batch_size)
         collector = _Collector(method, symmetric, percentile)
         for batch in batches(images, batch_size):
             outputs = sess.run(names, {input_name: np.ascontiguousarray(batch)})
@@ -246,6 +250,21 @@ def _probe_session(model: onnx.ModelProto, names: list[str]) -> Any:
     probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)
                               for n in names if n not in present)
     return open_session(probe, SessionSpec(), what="the calibration graph")
+
+
+def _fixed_batch(sess: Any) -> int | None:
+    first = sess.get_inputs()[0].shape
+    return first[0] if first and isinstance(first[0], int) and first[0] > 0 else None
+
+
+def _whole_batches(images: np.ndarray, batch: int) -> np.ndarray:
+    """The images topped up to a multiple of ``batch`` with repeats of the first ones: a
+    repeated image adds no new value to a min/max and barely weighs in a histogram."""
+    short = -len(images) % batch
+    if short == 0:
+        return images
+    extra = np.resize(images, (short, *images.shape[1:]))  # cycles through the images
+    return np.concatenate([images, extra])
 
 
 def _fitting_batch(sess: Any, names: list[str], input_name: str, images: np.ndarray,

@@ -18,7 +18,7 @@ from typing import Any
 import onnx
 
 from spartan_deploy._io import check_output_path, scratch_dir, sha256_file
-from spartan_deploy.errors import UsageError
+from spartan_deploy.errors import QuantizationError, UsageError
 from spartan_deploy.evaluation import (
     Comparison, EvalData, compare, load_eval_data, logits_over, resolve_data, top1)
 from spartan_deploy.manifest import (
@@ -116,6 +116,7 @@ def _run(job: _Job, calib: CalibrationSet, labelled: EvalData | None,
                          "or --data FOLDER (class sub-folders)")
     ranges, cache_hit, cache_file = _ranges(job, calib)
     model = _quantize(job, ranges, calib, [])
+    _require_quantized(job, model)
     budget = None
     if labelled is not None and job.options.max_drop is not None:
         model, budget = enforce_budget(
@@ -231,10 +232,28 @@ def _quantize(job: _Job, ranges: Ranges, calib: CalibrationSet,
             backends.quantize_cpu(job.work, out, ranges, job.options.method, exclude)
         else:
             backends.quantize_tensorrt(job.work, out, ranges, calib.images, job.input_name,
-                                       exclude)
+                                       exclude, _fixed_batch(job.work_model))
         model = onnx.load(str(out))
     # Excluded nodes read the float tensor even where a quantized sibling reads it too.
     return graph.bypass_qdq(model, exclude, job.work_model)
+
+
+def _require_quantized(job: _Job, model: onnx.ModelProto) -> None:
+    """A Q/DQ graph in which no layer reads INT8 is the float graph renamed: refused."""
+    if graph.quantized_nodes(model):
+        return
+    excluded = sum(len(names) for names in job.excluded.values())
+    raise QuantizationError(
+        f"no layer of {str(job.source)!r} was quantized ({excluded} node(s) excluded, the "
+        f"{job.options.target.value} backend quantized none of the rest); it does not look "
+        "like a SpaRTAN export, or --exclude covers every layer: check the graph and "
+        "--exclude")
+
+
+def _fixed_batch(model: onnx.ModelProto) -> int:
+    """The batch an export with --batch N fixed (1 when the batch axis is dynamic)."""
+    dims = graph.input_spec(model)[1]
+    return dims[0] if dims and isinstance(dims[0], int) and dims[0] > 0 else 1
 
 
 def graph_logits(model: onnx.ModelProto, images: Any) -> Any:
