@@ -54,6 +54,7 @@ def check_output_path(path: str | Path, force: bool = False) -> Path:
             f"{what} {str(out)!r} already exists; pass --force to overwrite or choose another -o"
         )
     parent = out.parent if str(out.parent) else Path(".")
+    FolderLock.check_free(parent)  # a pipeline writing there now would race this command
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -372,33 +373,52 @@ class FolderLock:
     """An exclusive flock on ``<folder>/.spartan.lock`` for one run that writes the folder.
 
     Two runs into one folder would both redo every stage and race on the same files; the
-    second is refused at once, naming the folder and the holder's pid. The kernel drops the
-    lock when the holder's process ends, however it ends, so a killed run never leaves the
-    folder locked (the lock file itself may stay; it holds only the last holder's pid).
+    second is refused at once, naming the folder and the holder's pid. Single-file commands
+    (export, quantize, ... with -o) check the lock of the folder they write into too
+    (:meth:`check_free`, called by :func:`check_output_path`). The kernel drops the lock when
+    the holder's process ends, however it ends, so a killed run never leaves the folder
+    locked (the lock file itself may stay; it holds only the last holder's pid).
     """
+
+    _held: set[Path] = set()  # folders this process holds (its own writes pass check_free)
 
     def __init__(self, folder: Path) -> None:
         import fcntl
 
-        self.path = Path(folder) / LOCK_NAME
+        self.folder = Path(folder).resolve()
+        self.path = self.folder / LOCK_NAME
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = self._holder()
+            holder = _lock_holder(self._fd)
             self._close()
-            from spartan_deploy.errors import BusyError
-
-            raise BusyError(f"output folder {str(folder)!r} is in use by another spartan run "
-                            f"({holder}); wait for it to finish or choose another output "
-                            "folder") from None
+            raise _busy(folder, holder) from None
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"{os.getpid()}\n".encode())
+        FolderLock._held.add(self.folder)
 
-    def _holder(self) -> str:
-        with contextlib.suppress(OSError, ValueError):
-            return f"pid {int(os.pread(self._fd, 32, 0).decode().strip())}"
-        return "pid unknown"
+    @classmethod
+    def check_free(cls, folder: Path) -> None:
+        """Refuse writing into a folder another process's run holds (BusyError)."""
+        import fcntl
+
+        path = Path(folder) / LOCK_NAME
+        if not path.is_file():
+            return
+        with contextlib.suppress(OSError):
+            if Path(folder).resolve() in cls._held:
+                return
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _busy(folder, _lock_holder(fd)) from None
+        finally:
+            os.close(fd)  # closing drops the shared lock taken to test
 
     def _close(self) -> None:
         if self._fd is not None:
@@ -407,6 +427,8 @@ class FolderLock:
 
     def release(self) -> None:
         """Unlock (closing the descriptor drops the flock)."""
+        if self._fd is not None:
+            FolderLock._held.discard(self.folder)
         self._close()
 
     def __enter__(self) -> FolderLock:
@@ -414,3 +436,16 @@ class FolderLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _lock_holder(fd: int) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        return f"pid {int(os.pread(fd, 32, 0).decode().strip())}"
+    return "pid unknown"
+
+
+def _busy(folder: Path, holder: str) -> SpartanError:
+    from spartan_deploy.errors import BusyError
+
+    return BusyError(f"output folder {str(folder)!r} is in use by another spartan run "
+                     f"({holder}); wait for it to finish or choose another output folder")

@@ -38,11 +38,25 @@ def signal_name(interrupt: BaseException) -> str:
     return signal.Signals(getattr(interrupt, "signum", signal.SIGINT)).name
 
 
+_received: list[int] = []  # the terminating signal of this run, once one arrived
+
+
+def received() -> Terminated | None:
+    """The terminating signal this run received, as the exception it raised.
+
+    Code the exception unwinds through may turn it into its own error (a C extension being
+    imported reports "ImportError: initialization failed"); the boundary asks here, so such
+    a run still ends as stopped by the signal.
+    """
+    return Terminated(_received[0]) if _received else None
+
+
 def _raise_terminated(signum: int, _frame: FrameType | None) -> None:
     # Further terminating signals are ignored while the cleanup runs: a second SIGTERM
     # must not interrupt the removal of what the first one left (SIGKILL still works).
     for other in TERMINATING:
         signal.signal(other, signal.SIG_IGN)
+    _received.append(signum)
     raise Terminated(signum)
 
 
@@ -53,6 +67,7 @@ def terminate_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _received.clear()
     previous = {sig: signal.getsignal(sig) for sig in TERMINATING}
     for sig in TERMINATING:
         # A signal ignored by whoever started us (nohup: SIGHUP) stays ignored.

@@ -80,6 +80,9 @@ def guarded(func: F) -> F:
         except KeyboardInterrupt as err:
             raise typer.Exit(report_interrupt(err)) from None
         except Exception as err:
+            signalled = _signals.received()  # the signal's exception, turned into another
+            if signalled is not None:
+                raise typer.Exit(report_interrupt(signalled)) from None
             raise typer.Exit(report_error(err)) from None
 
     return wrapper  # type: ignore[return-value]
@@ -193,7 +196,8 @@ def _run_app(argv: list[str] | None) -> int:
     except KeyboardInterrupt as err:
         return report_interrupt(err)
     except Exception as err:  # raised while options were parsed, before a command's guard
-        return report_error(err)
+        signalled = _signals.received()
+        return report_interrupt(signalled) if signalled is not None else report_error(err)
     return result if isinstance(result, int) else 0
 
 

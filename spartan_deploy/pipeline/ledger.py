@@ -89,6 +89,12 @@ class Ledger:
                     for name in record.get("outputs", {})}
         return {p for p in paths if self.key(p) in recorded}
 
+    def recorded_digest(self, path: Path) -> str | None:
+        """The sha256 the ledger records for an output (None: it records none)."""
+        key = self.key(path)
+        return next((record["outputs"][key] for record in self._records.values()
+                     if key in record.get("outputs", {})), None)
+
     def record(self, stage: str, inputs: Iterable[Path], options: Mapping[str, Any],
                outputs: Iterable[Path], summary: Mapping[str, Any] | None = None) -> None:
         outputs = list(outputs)

@@ -182,31 +182,50 @@ class Orchestrator:
     def _adoptable(self, outputs: list[Path], adopt: Adopt | None) -> bool:
         if adopt is None or not all(p.is_file() for p in outputs):
             return False
-        manifest = read_manifest(outputs[0])
+        manifest = read_manifest_quietly(outputs[0])  # a damaged one adopts nothing
         from spartan_deploy._io import sha256_file
 
         return (manifest is not None and manifest.sha256 == sha256_file(outputs[0])
                 and adopt(manifest))
 
-    def always(self, name: str, outputs: list[Path], make: Callable[[], str]) -> str:
+    def always(self, name: str, outputs: list[Path], make: Callable[[], str],
+               ours: Callable[[], bool] = lambda: False) -> str:
         """Run ``make`` (a step that is redone on every run, such as measurements) after the
-        same refusal of files this folder's runs did not make, then record its outputs."""
-        self._refuse_foreign(name, outputs)
+        same refusal of files this folder's runs did not make (``ours()``: the files say
+        themselves that a run made them, for a rebuilt ledger), then record its outputs."""
+        if not ours():
+            self._refuse_foreign(name, outputs)
         detail = make()
         self.ledger.record(name, [], {}, outputs, {"detail": detail})
         return detail
 
     def _refuse_foreign(self, name: str, outputs: list[Path]) -> None:
-        """Files the ledger did not make are the user's: replaced only with --force."""
+        """Files the ledger did not make are the user's: replaced only with --force.
+
+        So is an output the ledger made that was since replaced by another command (e.g.
+        ``spartan export -o`` into this folder): its bytes differ from the record and its
+        own manifest vouches for them. A damaged output (bytes matching no manifest) is
+        still ours to redo.
+        """
         if self.inputs.force:
             return
         made = self.ledger.made_by_us(outputs)
-        foreign = [p for p in outputs if os.path.lexists(p) and p not in made]
+        foreign = [p for p in outputs if os.path.lexists(p)
+                   and (p not in made or self._replaced_elsewhere(p))]
         if foreign:
             raise OutputExistsError(
                 f"{foreign[0]} exists and was not made by this folder's runs from these "
                 f"inputs (stage {name}); pass --force to replace it, or choose another "
                 "output folder")
+
+    def _replaced_elsewhere(self, path: Path) -> bool:
+        if not path.is_file() or path.name.endswith(".json"):
+            return False
+        current = self.ledger.digest(path)
+        if current == self.ledger.recorded_digest(path):
+            return False
+        manifest = read_manifest_quietly(path)
+        return manifest is not None and manifest.sha256 == current
 
     # --- the stages ---------------------------------------------------------------------
     def export(self, loaded: LoadedModel) -> Path:
@@ -325,6 +344,16 @@ class Orchestrator:
         self.stage(f"engine ({plan.name})", [graph], build.to_dict(), with_manifests(plan),
                    make)
         return plan
+
+
+def read_manifest_quietly(path: Path) -> Manifest | None:
+    """The manifest beside ``path``, or None when it is absent or damaged."""
+    from spartan_deploy.errors import SpartanError
+
+    try:
+        return read_manifest(path)
+    except SpartanError:
+        return None
 
 
 def _make_folder(folder: Path) -> Path:

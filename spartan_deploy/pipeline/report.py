@@ -25,6 +25,17 @@ def report_files(out: Path) -> list[Path]:
     return [folder / REPORT_MD, folder / REPORT_JSON, folder / REPORT_PNG]
 
 
+def is_pipeline_report(report_json: Path) -> bool:
+    """A report.json a pipeline wrote (its schema and stage table): the report folder it
+    sits in is a pipeline's, even when the ledger that recorded it was lost."""
+    try:
+        data = json.loads(report_json.read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(data, dict) and isinstance(data.get("pipeline"), list)
+            and str(data.get("schema", "")).startswith("spartan-deploy/report/"))
+
+
 def measure_and_report(out: Path, artefacts: Sequence[Path], options: PipelineOptions,
                        records: Sequence[StageRecord]) -> str:
     """Bench (with accuracy on ``options.data``) every artefact; write the report folder."""

@@ -91,7 +91,8 @@ def _engines(run: Orchestrator, graphs: list[Path]) -> list[Path]:
 
 
 def _measure(run: Orchestrator, artefacts: list[Path], options: PipelineOptions) -> Path:
-    from spartan_deploy.pipeline.report import measure_and_report, report_files
+    from spartan_deploy.pipeline.report import (
+        is_pipeline_report, measure_and_report, report_files)
 
     name = "eval + bench + report"
     run.on_start("eval + bench")
@@ -100,7 +101,8 @@ def _measure(run: Orchestrator, artefacts: list[Path], options: PipelineOptions)
     # folder's runs made them (a report the user put there needs --force).
     files = report_files(run.folder)
     detail = run.always(name, files, lambda: measure_and_report(run.folder, artefacts,
-                                                                options, run.records))
+                                                                options, run.records),
+                        ours=lambda: is_pipeline_report(files[1]))
     run.add(StageRecord(name, Status.DONE, time.perf_counter() - start, (files[0],), detail))
     return files[0]
 

@@ -63,7 +63,7 @@ def _report_failure(err: BaseException) -> None:
 
 
 def _entry() -> int:
-    from spartan_deploy._signals import exit_code, terminate_as_interrupt
+    from spartan_deploy._signals import exit_code, received, terminate_as_interrupt
 
     logging.basicConfig(level=logging.ERROR)
     try:
@@ -72,6 +72,8 @@ def _entry() -> int:
     except KeyboardInterrupt as err:
         return exit_code(err)
     except Exception as err:  # reported to the parent as one line
+        if received() is not None:  # the signal's exception, turned into another
+            return exit_code(received())
         text = str(err).strip().splitlines()
         print(f"{type(err).__name__}: {text[0] if text else ''}", file=sys.stderr)
         _report_failure(err)
