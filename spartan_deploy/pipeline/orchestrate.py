@@ -193,11 +193,17 @@ class Orchestrator:
         """Run ``make`` (a step that is redone on every run, such as measurements) after the
         same refusal of files this folder's runs did not make (``ours()``: the files say
         themselves that a run made them, for a rebuilt ledger), then record its outputs."""
-        if not ours():
-            self._refuse_foreign(name, outputs)
+        self.refuse_foreign(name, outputs, ours)
         detail = make()
         self.ledger.record(name, [], {}, outputs, {"detail": detail})
         return detail
+
+    def refuse_foreign(self, name: str, outputs: list[Path],
+                       ours: Callable[[], bool] = lambda: False) -> None:
+        """The refusal of :meth:`always`, on its own: a step that runs on every run can be
+        checked before the slow stages, not after them."""
+        if not ours():
+            self._refuse_foreign(name, outputs)
 
     def _refuse_foreign(self, name: str, outputs: list[Path]) -> None:
         """Files the ledger did not make are the user's: replaced only with --force.

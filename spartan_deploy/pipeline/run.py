@@ -36,6 +36,7 @@ def run_pipeline(options: PipelineOptions, on_start: OnStart = lambda _name: Non
     inputs = RunInputs(options.calib, options.data, options.limit, options.force)
     with Orchestrator(options.out or run_folder(loaded.name), inputs, on_start,
                       on_record) as run:
+        _ReportStage(run).check()  # a report folder of the user's: refused before any work
         loaded = _prune(run, loaded, options)
         onnx_path = run.export(loaded)
         from spartan_deploy.quantize.options import Target
@@ -90,21 +91,41 @@ def _engines(run: Orchestrator, graphs: list[Path]) -> list[Path]:
     return plans
 
 
-def _measure(run: Orchestrator, artefacts: list[Path], options: PipelineOptions) -> Path:
-    from spartan_deploy.pipeline.report import (
-        is_pipeline_report, measure_and_report, report_files)
+@dataclasses.dataclass(frozen=True)
+class _ReportStage:
+    """The last stage: measured anew on every run, but its files are replaced only when
+    this folder's runs made them (a report the user put there needs --force)."""
 
-    name = "eval + bench + report"
+    run: Orchestrator
+    name: str = "eval + bench + report"
+
+    @property
+    def files(self) -> list[Path]:
+        from spartan_deploy.pipeline.report import report_files
+
+        return report_files(self.run.folder)
+
+    def ours(self) -> bool:
+        from spartan_deploy.pipeline.report import is_pipeline_report
+
+        return is_pipeline_report(self.files[1])
+
+    def check(self) -> None:
+        self.run.refuse_foreign(self.name, self.files, self.ours)
+
+
+def _measure(run: Orchestrator, artefacts: list[Path], options: PipelineOptions) -> Path:
+    from spartan_deploy.pipeline.report import measure_and_report
+
+    stage = _ReportStage(run)
     run.on_start("eval + bench")
     start = time.perf_counter()
-    # Measured anew on every run, but the report files are replaced only when this
-    # folder's runs made them (a report the user put there needs --force).
-    files = report_files(run.folder)
-    detail = run.always(name, files, lambda: measure_and_report(run.folder, artefacts,
-                                                                options, run.records),
-                        ours=lambda: is_pipeline_report(files[1]))
-    run.add(StageRecord(name, Status.DONE, time.perf_counter() - start, (files[0],), detail))
-    return files[0]
+    detail = run.always(stage.name, stage.files,
+                        lambda: measure_and_report(run.folder, artefacts, options,
+                                                   run.records), stage.ours)
+    run.add(StageRecord(stage.name, Status.DONE, time.perf_counter() - start,
+                        (stage.files[0],), detail))
+    return stage.files[0]
 
 
 def _pct(value: float | None) -> str:
