@@ -227,7 +227,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     An exception (or Ctrl-C, or SIGTERM turned into one by the CLI) inside the block removes
     the temporary file, so a reader never sees a half-written artefact; temporary files of
     killed runs in the same folder are swept first. A writer's failure (a full disk, a
-    serializer refusing) becomes one :class:`OutputWriteError` naming the file.
+    serializer refusing) names the target: an OSError keeps its type and gets the target's
+    name, a library's own error type becomes one :class:`OutputWriteError`.
     """
     target = Path(path)
     if _TEMP_NAME.match(target.name) and target.is_file():
@@ -246,9 +247,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with _held(tmp):
             try:
                 yield tmp
-            except (SpartanError, KeyboardInterrupt, MemoryError):
+            except OSError as err:
+                if err.filename is None or str(err.filename) == str(tmp):
+                    err.filename = str(target)  # the file the user asked for, not our temp
                 raise
-            except (OSError, RuntimeError, ValueError) as err:
+            except (RuntimeError, ValueError) as err:  # writers' own types (torch, onnx)
                 raise write_failure(target, err) from err
         # mkstemp makes 0600 files; artefacts get the usual permissions (umask applies).
         if tmp.exists():
@@ -377,26 +380,42 @@ class FolderLock:
     (export, quantize, ... with -o) check the lock of the folder they write into too
     (:meth:`check_free`, called by :func:`check_output_path`). The kernel drops the lock when
     the holder's process ends, however it ends, so a killed run never leaves the folder
-    locked (the lock file itself may stay; it holds only the last holder's pid).
+    locked. A run that ends removes the lock file; one that was killed leaves it (it holds
+    only the dead holder's pid) for the next run to take over.
     """
 
     _held: set[Path] = set()  # folders this process holds (its own writes pass check_free)
 
     def __init__(self, folder: Path) -> None:
-        import fcntl
-
         self.folder = Path(folder).resolve()
         self.path = self.folder / LOCK_NAME
-        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _lock_holder(self._fd)
-            self._close()
-            raise _busy(folder, holder) from None
+        self._fd: int | None = None
+        while self._fd is None:
+            self._fd = self._take(folder)
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"{os.getpid()}\n".encode())
         FolderLock._held.add(self.folder)
+
+    def _take(self, folder: Path) -> int | None:
+        """Lock the file at ``self.path``; None when it was removed (by a holder ending)
+        between our open and our lock: that inode no longer guards the folder, try again."""
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise _busy(folder, holder) from None
+        try:
+            current = os.stat(self.path)
+        except FileNotFoundError:
+            current = None
+        if current is None or current.st_ino != os.fstat(fd).st_ino:
+            os.close(fd)
+            return None
+        return fd
 
     @classmethod
     def check_free(cls, folder: Path) -> None:
@@ -426,9 +445,12 @@ class FolderLock:
             self._fd = None
 
     def release(self) -> None:
-        """Unlock (closing the descriptor drops the flock)."""
+        """Remove the lock file, then unlock (closing the descriptor drops the flock); a
+        run that opened the old file meanwhile sees it gone and takes a new one."""
         if self._fd is not None:
             FolderLock._held.discard(self.folder)
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
         self._close()
 
     def __enter__(self) -> FolderLock:

@@ -1,8 +1,9 @@
 """Terminating signals end a run the way Ctrl-C does: every ``finally`` and context manager
 runs, so temporary files and folders are removed and nothing half-written is left.
 
-SIGTERM (kill, timeout, CI cancellation, container and service managers) and SIGHUP (a
-closed terminal) would otherwise kill the process on the spot. Here they raise
+SIGTERM (kill, timeout, CI cancellation, container and service managers), SIGHUP (a
+closed terminal), SIGXCPU (a CPU-time limit) and SIGUSR1/2 (whose default is also to
+terminate) would otherwise kill the process on the spot. Here they raise
 :class:`Terminated`, a ``KeyboardInterrupt``, in the main thread; the CLI exits with
 128 + the signal number, as a shell reports a process killed by that signal.
 """
@@ -17,7 +18,9 @@ from collections.abc import Iterator, Sequence
 from types import FrameType
 from typing import Any
 
-TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+# Every signal whose default action ends the process and that a run may be sent; SIGALRM is
+# left to whoever sets alarms (test timeouts), SIGKILL cannot be caught.
+TERMINATING = (signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU, signal.SIGUSR1, signal.SIGUSR2)
 _CHILD_GRACE_S = 10.0  # a child asked to stop gets this long to clean up before SIGKILL
 
 
@@ -62,7 +65,7 @@ def _raise_terminated(signum: int, _frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` (main thread only;
+    """Within the block, the TERMINATING signals raise :class:`Terminated` (main thread only;
     elsewhere, e.g. a test runner's worker thread, the handlers are left as they are)."""
     if threading.current_thread() is not threading.main_thread():
         yield

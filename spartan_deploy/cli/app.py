@@ -92,6 +92,9 @@ def report_error(err: Exception) -> int:
     """Print ``err`` as one red line (plus its hints) and return the exit code; anything
     that is neither the project's error nor an operating-system refusal is a bug and is
     re-raised with its traceback."""
+    if isinstance(err, BrokenPipeError):  # `spartan ... | head`: the reader left; no message
+        _silence_stdout()
+        return 128 + 13  # as a shell reports SIGPIPE
     known = system_error(err)
     if known is None:
         raise err
@@ -102,6 +105,15 @@ def report_error(err: Exception) -> int:
     for line in known.hints:
         err_console.print(line, highlight=False, markup=False, soft_wrap=True)
     return known.exit_code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    import os
+    import sys
+
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def report_interrupt(err: BaseException) -> int:
@@ -158,7 +170,8 @@ def check_json_target(target: Path | None, force: bool) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     """Console-script entry point: usage errors become one line too, not a framed box;
-    SIGTERM and SIGHUP end the run the way Ctrl-C does (cleanup, then 128 + signal)."""
+    terminating signals (SIGTERM, SIGHUP...) end the run the way Ctrl-C does (cleanup, then
+    128 + signal)."""
     try:
         with _signals.terminate_as_interrupt(), _diagnostics_restored():
             _sweep_scratch()

@@ -84,7 +84,8 @@ _WRITER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGXCPU,
+                                 signal.SIGUSR1])
 def test_signal_while_writing_leaves_no_temporaries(tmp_path, sig):
     tmpdir, target = tmp_path / "tmp", tmp_path / "out" / "model.onnx"
     tmpdir.mkdir()
