@@ -48,6 +48,10 @@ def check_output_path(path: str | Path, force: bool = False) -> Path:
     check_name_length(out)
     if out.is_dir():
         raise UsageError(f"output path {str(out)!r} is a directory; give a file path")
+    if out.exists() and not out.is_file():
+        # A device, FIFO or socket (-o /dev/null): renaming over it would replace the
+        # node itself, which --force must not do either.
+        raise UsageError(f"output path {str(out)!r} is not a regular file; give a file path")
     if os.path.lexists(out) and not force:
         what = "a symbolic link" if out.is_symlink() else "output"
         raise OutputExistsError(

@@ -93,6 +93,7 @@ class Orchestrator:
         # A bad --calib is refused before the output folder is made (hashing is cheap).
         self._calib_digest = folder_digest(self.calib)
         self._check_data()
+        _refuse_inside_inputs(folder, self.calib, inputs.data)
         self.folder = _make_folder(folder)
         self._lock: FolderLock | None = FolderLock(self.folder)
         self.ledger = Ledger(self.folder)
@@ -360,6 +361,22 @@ def read_manifest_quietly(path: Path) -> Manifest | None:
         return read_manifest(path)
     except SpartanError:
         return None
+
+
+def _refuse_inside_inputs(folder: Path, calib: Path, data: str | None) -> None:
+    """An output folder inside the calibration or data folder would feed the run's own
+    outputs back in (the report's plot is an image; report/ would become a class)."""
+    from spartan_deploy.data.dataset import is_builtin
+
+    out = Path(folder).resolve()
+    for option, source in (("--calib", calib), ("--data", data)):
+        if source is None or is_builtin(source) or not Path(source).is_dir():
+            continue
+        root = Path(source).resolve()
+        if out == root or root in out.parents:
+            raise UsageError(f"output folder {str(folder)!r} is inside {option} "
+                             f"{str(source)!r}; its outputs would become inputs, choose "
+                             "another output folder")
 
 
 def _make_folder(folder: Path) -> Path:

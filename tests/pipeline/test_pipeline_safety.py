@@ -161,3 +161,11 @@ def test_bad_data_is_refused_before_any_stage(inputs, tmp_path, capsys):
     line = _one_error(capsys, _pipeline(inputs, out, "--data", str(tmp_path / "nosuch")))
     assert "nosuch" in line
     assert not (out / "model.onnx").exists()
+
+
+def test_output_folder_inside_the_calibration_folder_is_refused(inputs, capsys):
+    calib = inputs[1]
+    before = sorted(os.listdir(calib))
+    line = _one_error(capsys, _pipeline(inputs, calib / "run"))
+    assert "--calib" in line
+    assert sorted(os.listdir(calib)) == before

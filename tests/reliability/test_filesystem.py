@@ -115,3 +115,15 @@ def test_symlink_at_the_output_is_an_existing_output(dangling, tiny_checkpoint, 
     assert "symbolic link" in line and "--force" in line
     assert link.is_symlink() and os.readlink(link) == str(target)
     assert dangling != target.exists()
+
+
+def test_a_special_file_at_the_output_is_never_replaced(tiny_checkpoint, tmp_path, capsys):
+    """A FIFO (or a device: -o /dev/null) at the output: --force must not rename a file
+    over the node."""
+    fifo = tmp_path / "model.onnx"
+    os.mkfifo(fifo)
+    before = os.stat(fifo)
+    rc, line = _one_error(capsys, ["export", "-w", str(tiny_checkpoint), "-o", str(fifo),
+                                   "--force"])
+    assert "not a regular file" in line
+    assert os.stat(fifo).st_ino == before.st_ino and fifo.is_fifo()
