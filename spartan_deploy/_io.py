@@ -225,6 +225,20 @@ def scratch_dir(tag: str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def temp_inside(folder: Path) -> Iterator[None]:
+    """Within the block, libraries' own temporary files (ONNX Runtime's quantizer, Model
+    Optimizer) go inside ``folder`` (one of our scratch folders), so a killed run leaves them
+    where the next run's sweep finds them. Single-threaded blocks only: the setting is
+    process-wide."""
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
 
@@ -303,6 +317,26 @@ def write_atomic(path: str | Path, writer: Callable[[Path], None]) -> Path:
     with atomic_path(path) as tmp:
         writer(tmp)
     return Path(path)
+
+
+# Text files name files (reports, shell scripts): a name that is not valid UTF-8 reaches
+# Python as surrogates and is written back as the bytes the file system holds.
+TEXT_ERRORS = "surrogateescape"
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write text atomically as UTF-8, names that are not UTF-8 kept as their bytes."""
+    return write_atomic(path, lambda tmp: write_text_to(tmp, text))
+
+
+def write_text_to(path: Path, text: str) -> None:
+    """``path.write_text`` with the encoding every text file here uses."""
+    path.write_text(text, encoding="utf-8", errors=TEXT_ERRORS)
+
+
+def read_text(path: str | Path) -> str:
+    """Read back what :func:`write_text` wrote."""
+    return Path(path).read_text(encoding="utf-8", errors=TEXT_ERRORS)
 
 
 def write_json(path: str | Path, data: Any) -> Path:

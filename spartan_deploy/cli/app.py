@@ -173,11 +173,30 @@ def run(argv: list[str] | None = None) -> int:
     terminating signals (SIGTERM, SIGHUP...) end the run the way Ctrl-C does (cleanup, then
     128 + signal)."""
     try:
-        with _signals.terminate_as_interrupt(), _diagnostics_restored():
+        with _signals.terminate_as_interrupt(), _diagnostics_restored(), _printable_names():
             _sweep_scratch()
             return _run_app(argv)
     except KeyboardInterrupt as err:  # a signal between the command's end and ours
         return report_interrupt(err)
+
+
+@contextlib.contextmanager
+def _printable_names() -> Iterator[None]:
+    """File names that are not valid UTF-8 reach Python as surrogates; printed, they would
+    stop the run with UnicodeEncodeError. Shown escaped (data\\xff) instead, for this run."""
+    import sys
+
+    streams = [s for s in (sys.stdout, sys.stderr) if hasattr(s, "reconfigure")]
+    previous = [s.errors for s in streams]
+    for stream in streams:
+        with contextlib.suppress(ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")
+    try:
+        yield
+    finally:
+        for stream, errors in zip(streams, previous):
+            with contextlib.suppress(ValueError, OSError):
+                stream.reconfigure(errors=errors)
 
 
 @contextlib.contextmanager

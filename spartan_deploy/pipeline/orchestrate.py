@@ -96,14 +96,18 @@ class Orchestrator:
         _refuse_inside_inputs(folder, self.calib, inputs.data)
         self.folder = _make_folder(folder)
         self._lock: FolderLock | None = FolderLock(self.folder)
-        self.ledger = Ledger(self.folder)
         self.records: list[StageRecord] = []
         self.on_start, self.on_record = on_start, on_record
-        if self.ledger.damaged:
-            self.skip("ledger", f"{self.ledger.path} was unreadable or of the wrong shape: "
-                      "rebuilt; intact artefacts are adopted from their manifests")
         self._calibration: dict[str, CalibrationSet] = {}
         self._data: dict[str, EvalData | None] = {}
+        try:
+            self.ledger = Ledger(self.folder)
+            if self.ledger.damaged:
+                self.skip("ledger", f"{self.ledger.path} was unreadable or of the wrong "
+                          "shape: rebuilt; intact artefacts are adopted from their manifests")
+        except BaseException:  # the caller never gets the object to close: release here
+            self.close()
+            raise
 
     def close(self) -> None:
         """Release the folder for the next run."""

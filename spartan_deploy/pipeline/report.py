@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from spartan_deploy._io import write_atomic, write_json
+from spartan_deploy._io import read_text, write_json, write_text
 from spartan_deploy.pipeline.orchestrate import StageRecord
 from spartan_deploy.pipeline.stages import PipelineOptions
 
@@ -73,7 +73,7 @@ def _add_stages_to_markdown(path: Path, stages: list[dict]) -> None:
         detail = s["detail"].replace("|", "\\|")
         lines.append(f"| {s['stage']} | {s['status']} | {s['seconds']:.1f} s | {outputs} | "
                      f"{detail} |")
-    text = path.read_text()
+    text = read_text(path)
     head, sep, rest = text.partition("\n")
     combined = head + sep + "\n" + "\n".join(lines) + "\n\n" + rest
-    write_atomic(path, lambda tmp: tmp.write_text(combined))
+    write_text(path, combined)

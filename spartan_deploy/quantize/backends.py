@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spartan_deploy._io import quiet_logger, scratch_dir
+from spartan_deploy._io import quiet_logger, scratch_dir, temp_inside
 from spartan_deploy._signals import run_child
 from spartan_deploy.errors import MissingDependencyError, QuantizationError
 from spartan_deploy.quantize.calibration import Ranges
@@ -65,7 +65,7 @@ def quantize_cpu(source: Path, output: Path, ranges: Ranges, method: CalibMethod
         cache = tmp / "ranges.json"
         save_tensors_data(TensorsData(ort_method, data), cache)
         try:
-            with quiet_logger():  # ORT logs advice on every call
+            with quiet_logger(), temp_inside(tmp):  # ORT logs advice on every call
                 quantize_static(
                     str(source), str(output), None, quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=list(CPU_OP_TYPES), per_channel=True,
@@ -127,7 +127,9 @@ def quantize_tensorrt(source: Path, output: Path, ranges: Ranges, sample: np.nda
                 "sample": str(work / "sample.npy"), "input_name": input_name,
                 "exclude": exclude, "workdir": str(work)}
         (work / "spec.json").write_text(json.dumps(spec))
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # calibration stays on the CPU
+        # Calibration stays on the CPU; the child's libraries keep their temporary files in
+        # our scratch folder (removed with it, swept if we are killed).
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TMPDIR": str(work)}
         # run_child: when we are interrupted (Ctrl-C, SIGTERM) the child is asked to stop
         # and cleans up too; its scratch files live in our scratch folder, removed here.
         proc = run_child([sys.executable, "-m", WORKER_MODULE, str(work / "spec.json")],

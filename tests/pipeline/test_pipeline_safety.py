@@ -123,6 +123,7 @@ def test_two_concurrent_pipelines(inputs, tmp_path, capsys):
     _, err = first.communicate(timeout=WAIT_S)
     assert first.returncode == 128 + signal.SIGTERM, err
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert not lock.exists()  # released on the way out
 
 
 @pytest.mark.parametrize("name", ["report/report.md", "report/accuracy_vs_throughput.png",

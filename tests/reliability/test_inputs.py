@@ -86,6 +86,17 @@ def test_file_names_that_are_not_utf8(tmp_path):
     assert folder_digest(calib) != first  # the raw bytes of the name count
 
 
+def test_reports_name_folders_that_are_not_utf8(tmp_path, tiny_onnx, capsys):
+    data = Path(os.fsdecode(os.fsencode(tmp_path) + b"/data\xff"))
+    for label, count in (("a", 3), (os.fsdecode(b"b\xfe"), 3)):
+        (data / label).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(data / label / f"{i}.png")
+    report = tmp_path / "report"
+    assert run(["eval", str(tiny_onnx), "--data", str(data), "--report", str(report)]) == 0
+    assert b"data\xff" in (report / "report.md").read_bytes()  # the name's own bytes
+
+
 # --- numbers ------------------------------------------------------------------------------
 def test_nan_checkpoint_is_refused_by_eval(tiny_model, tmp_path, capsys):
     from spartan_deploy.data import DIGITS_DATA_CONFIG
