@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from spartan_deploy import _signals
-from spartan_deploy.errors import SpartanError, describe_os_error, system_error
+from spartan_deploy.errors import describe_os_error, system_error  # noqa: F401 (re-export)
 
 app = typer.Typer(
     name="spartan",

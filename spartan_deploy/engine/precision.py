@@ -15,7 +15,6 @@ import collections
 import dataclasses
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -145,6 +145,10 @@ def _prepare(onnx_path: str | Path, options: QuantizeOptions, output: str | Path
         raise UsageError(f"output {str(out)!r} is the input file; choose another -o")
     check_output_path(out, force=force)
     check_output_path(manifest_path(out), force=force)
+    if options.data is not None:  # a bad --data is refused before calibrating, not after
+        from spartan_deploy.evaluation import check_data_source
+
+        check_data_source(options.data, options.data_split)
     input_name, dims = graph.input_spec(model)
     source_manifest = read_manifest(source)
     data_config = _data_config(source, source_manifest, options, dims)
