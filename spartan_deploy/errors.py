@@ -79,3 +79,67 @@ class RuntimeMismatchError(SpartanError):
 
 class ArtefactLoadError(SpartanError):
     """A runtime (ONNX Runtime, TensorRT, OpenVINO, PyTorch) cannot load an artefact."""
+
+
+class NumericsError(SpartanError):
+    """An artefact computed NaN or infinite results: no figure can be reported from them."""
+
+
+class ResourceError(SpartanError):
+    """The operating system said no: no memory, no disk space, a name over its limit, no
+    permission. Raised instead of the raw OSError/MemoryError, as one line."""
+
+
+class OutputWriteError(ResourceError):
+    """An output file could not be written (a full disk, a serializer refusing)."""
+
+
+class BusyError(SpartanError):
+    """Another run holds the output folder (its lock file)."""
+
+
+# Allocation failures that libraries report as their own errors (torch: RuntimeError from
+# its CPU allocator; ONNX Runtime: Fail/RuntimeException "bad allocation").
+_ALLOCATION_FAILURES = ("can't allocate memory", "cannot allocate memory", "out of memory",
+                        "bad_alloc", "bad allocation", "failed to allocate memory")
+MEMORY_ADVICE = ("lower --batch, --img-size or --limit, or close other programs (nothing "
+                 "half-written was kept)")
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line for an operating-system refusal, naming the file and what to do."""
+    import errno
+
+    # A copy or rename names both files; the second is the one being written.
+    name = err.filename2 if err.filename2 and err.errno == errno.ENOSPC else err.filename
+    where = f" {_shorten(str(name))!r}" if name else ""
+    if err.errno == errno.ENOSPC:
+        return (f"the disk is full{' at' + where if where else ''}; free space or choose "
+                "another output path, then run the command again (nothing half-written was "
+                "kept)")
+    if err.errno == errno.ENAMETOOLONG:
+        return (f"a file name is over the system's length limit{':' + where if where else ''}"
+                "; choose a shorter name")
+    reason = err.strerror or str(err) or type(err).__name__
+    return (f"the operating system refused{where}: {reason}; check the path, free space and "
+            "permissions, then run the command again (nothing half-written was kept)")
+
+
+def system_error(err: BaseException) -> SpartanError | None:
+    """The project's one-line error for what the operating system refused (None: ``err``
+    is something else). The single translation used by the CLI boundary."""
+    if isinstance(err, SpartanError):
+        return err
+    if isinstance(err, MemoryError):
+        return ResourceError(f"not enough memory for this run; {MEMORY_ADVICE}")
+    if isinstance(err, OSError):
+        return ResourceError(describe_os_error(err))
+    text = str(err).lower()
+    if any(hint in text for hint in _ALLOCATION_FAILURES):
+        return ResourceError(f"not enough memory for this run (the runtime could not "
+                             f"allocate); {MEMORY_ADVICE}")
+    return None
+
+
+def _shorten(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else f"{text[:60]}...{text[-30:]}"

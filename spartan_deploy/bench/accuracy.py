@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from spartan_deploy._validate import positive_int
-from spartan_deploy.errors import DataError, UsageError
+from spartan_deploy.errors import DataError, NumericsError, UsageError
 from spartan_deploy.evaluation.comparison import Comparer, json_number, topk_hits
 from spartan_deploy.evaluation.logits import BatchSource
-from spartan_deploy.runtime.base import Runner
+from spartan_deploy.runtime.base import Runner, infer_batch
 
 Batch = tuple[np.ndarray, "np.ndarray | None"]
 ProgressFn = Callable[[int], None]  # called with the number of images just processed
@@ -187,8 +187,22 @@ def _classes(dataset: BatchSource) -> int:
 
 def _timed_infer(runner: Runner, images: np.ndarray) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
-    logits = runner.infer(images)
-    return np.asarray(logits, dtype=np.float32), time.perf_counter() - start
+    logits = infer_batch(runner, images)  # any batch the artefact accepts (fixed: re-batched)
+    seconds = time.perf_counter() - start
+    logits = np.asarray(logits, dtype=np.float32)
+    _check_finite(runner, logits)
+    return logits, seconds
+
+
+def _check_finite(runner: Runner, logits: np.ndarray) -> None:
+    """NaN or infinite logits make top-1, top-5 and agreement meaningless (argmax of NaN is
+    index 0): an error, never a figure."""
+    if logits.size and not np.isfinite(logits).all():
+        rows = int((~np.isfinite(logits.reshape(len(logits), -1))).any(axis=1).sum())
+        what = str(runner.info.artefact) if runner.info.artefact else runner.info.name
+        raise NumericsError(f"{what!r} produced NaN or infinite logits for {rows} of "
+                            f"{len(logits)} images; its weights or graph are broken "
+                            "(re-export it from a good checkpoint)")
 
 
 def _slice_reference(reference: np.ndarray, offset: int, count: int) -> np.ndarray:

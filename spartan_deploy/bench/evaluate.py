@@ -121,6 +121,9 @@ def run_eval(artefacts: Sequence[str | Path], options: EvalOptions,
     if not dataset.labelled:
         raise DataError(f"data {source!r} has no labels (a flat folder of images); eval "
                         "needs class sub-folders (DIR/<class>/*.png) or 'digits'")
+    from spartan_deploy._resources import check_batch
+
+    check_batch(min(options.batch_size, len(dataset)), data_config.input_size)
     if on_start:
         on_start(len(dataset))
     results = evaluate_runners([r for _, r in named], dataset, options.batch_size, reference,

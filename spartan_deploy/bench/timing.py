@@ -9,6 +9,7 @@ which are summarised separately.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -49,7 +50,7 @@ class BenchOptions:
             raise UsageError("no batch size given; pass --batch N or --batch 1,32,256")
         for b in self.batch_sizes:
             positive_int(b, "--batch")
-        if self.warmup_s < 0:
+        if not 0 <= self.warmup_s < math.inf:  # NaN fails both comparisons
             raise UsageError(f"--warmup {self.warmup_s} must be 0 or more seconds")
         if self.duration_s is not None and self.iterations is not None:
             raise UsageError("give --duration or --iterations, not both")
@@ -109,6 +110,9 @@ def make_buffers(batch_size: int, img_size: int, count: int, seed: int = 0) -> l
 def time_runner(runner: Runner, batch_size: int, img_size: int, options: BenchOptions,
                 label: str | None = None, progress: ProgressFn | None = None) -> BenchResult:
     """Time an ACTIVE runner at one batch size (warm-up first, not counted)."""
+    from spartan_deploy._resources import check_batch
+
+    check_batch(batch_size, img_size)
     label = label or runner.info.name
     buffers = make_buffers(batch_size, img_size, options.buffers, options.seed)
     step = _Stepper(runner, buffers, label, batch_size, img_size)

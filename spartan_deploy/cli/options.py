@@ -14,11 +14,10 @@ import typer
 
 from spartan_deploy._validate import parse_int_text, positive_int
 from spartan_deploy.errors import UsageError
-from spartan_deploy.model.config import MIN_IMG_SIZE
+from spartan_deploy.model.config import MAX_IMG_SIZE, MIN_IMG_SIZE
 from spartan_deploy.precision import Precision
 from spartan_deploy.runtime.options import Device, Runtime
 
-MAX_IMG_SIZE = 4096  # beyond this one image's activations alone outgrow a large machine
 MAX_BATCH = 65536
 MAX_THREADS = 1024
 DEFAULT_BATCH = 256

@@ -98,10 +98,35 @@ def _manifest(entries: list[dict[str, Any]], seed: int) -> dict[str, Any]:
 def read_calibration_manifest(folder: str | Path | None = None) -> dict[str, Any]:
     path = Path(folder if folder is not None else bundled_calib_dir()) / MANIFEST_NAME
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise DataError(f"calibration manifest {str(path)!r} is missing or unreadable "
                         f"({err}); regenerate it with scripts/make_calib.py") from None
+    problem = _manifest_shape_problem(data)
+    if problem:
+        raise DataError(f"calibration manifest {str(path)!r} is of the wrong shape ({problem}); "
+                        "regenerate it with scripts/make_calib.py")
+    return data
+
+
+_ENTRY_TYPES = {"file": str, "sha256": str, "source_index": int, "label": int}
+
+
+def _manifest_shape_problem(data: Any) -> str:
+    """What is wrong with a parsed manifest's structure ('' when nothing is)."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    files = data.get("files")
+    if not isinstance(files, list):
+        return "'files' is not a list"
+    for number, entry in enumerate(files):
+        if not isinstance(entry, dict):
+            return f"entry {number} is not an object"
+        for key, kind in _ENTRY_TYPES.items():
+            value = entry.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                return f"entry {number}: {key!r} is {value!r}"
+    return ""
 
 
 def check_calibration(folder: str | Path | None = None) -> list[str]:
@@ -120,6 +145,9 @@ def check_calibration(folder: str | Path | None = None) -> list[str]:
         path = folder / entry["file"]
         if path.is_file() and sha256_file(path) != entry["sha256"]:
             problems.append(f"{entry['file']}: sha256 differs from the manifest")
+        if not 0 <= entry["source_index"] < len(labels):
+            problems.append(f"{entry['file']}: digit {entry['source_index']} does not exist")
+            continue
         if entry["source_index"] in test:
             problems.append(f"{entry['file']}: digit {entry['source_index']} is a test image")
         if entry["source_index"] in validation:

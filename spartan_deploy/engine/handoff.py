@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spartan_deploy._io import check_output_path
+from spartan_deploy._io import check_output_path, write_text_to
 from spartan_deploy._validate import positive_int
 from spartan_deploy.engine import commands as cmd
 from spartan_deploy.engine.options import BatchProfile, BuildOptions
@@ -167,7 +167,7 @@ def _record(graph: Path, precision: Precision, build: BuildOptions, reference: R
 
 def _save(path: Path, text: str, record: Callable[[Path, str], Manifest], role: str) -> None:
     def write(tmp: Path) -> None:
-        tmp.write_text(text)
+        write_text_to(tmp, text)  # paths that are not UTF-8 stay the bytes they are
 
     save_artefact(path, write, record(path, role))
     if path.suffix == ".sh":  # executable wherever readable (the umask already applied)

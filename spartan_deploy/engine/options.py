@@ -28,6 +28,9 @@ class HardwareCompat(str, enum.Enum):
     AMPERE_PLUS = "ampere+"  # any Ampere or newer GPU (compute capability >= 8.0)
 
 
+MAX_PROFILE_BATCH = 65536  # as --batch everywhere (cli.options.MAX_BATCH)
+
+
 @dataclasses.dataclass(frozen=True)
 class BatchProfile:
     """The optimization profile of the dynamic batch axis."""
@@ -38,7 +41,7 @@ class BatchProfile:
 
     def __post_init__(self) -> None:
         for name in ("min", "opt", "max"):
-            positive_int(getattr(self, name), f"--{name}-batch")
+            positive_int(getattr(self, name), f"--{name}-batch", MAX_PROFILE_BATCH)
         if not self.min <= self.opt <= self.max:
             raise UsageError(f"batch profile needs min <= opt <= max, got --min-batch "
                              f"{self.min} --opt-batch {self.opt} --max-batch {self.max}")

@@ -14,15 +14,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
-from spartan_deploy._io import quiet_logger
+from spartan_deploy._io import quiet_logger, scratch_dir, temp_inside
 from spartan_deploy.engine.graph import FragilePart, find_parts
 from spartan_deploy.errors import MissingDependencyError, QuantizationError, UsageError
 from spartan_deploy.onnx_graph import QDQ_OPS, default_opset, ensure_node_names, has_qdq
@@ -132,10 +130,10 @@ def _autocast(model: onnx.ModelProto, keep: set[str], data_max: float,
 
     configure_logging(logging.ERROR)
     calibration = None if reference_images is None else {_input_name(model): reference_images}
-    with tempfile.TemporaryDirectory(prefix="spartan-autocast-") as tmp:
-        path = Path(tmp) / "source.onnx"
+    with scratch_dir("autocast") as tmp:
+        path = tmp / "source.onnx"
         onnx.save(model, path)
-        with quiet_logger("modelopt"):
+        with quiet_logger("modelopt"), temp_inside(tmp):
             return convert_to_mixed_precision(
                 str(path), low_precision_type="fp16", keep_io_types=True,
                 custom_rule=KeepNodes(), data_max=data_max, calibration_data=calibration,

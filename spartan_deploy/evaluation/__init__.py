@@ -13,4 +13,5 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "topk_hits": "comparison",
     "BatchSource": "logits", "EvalData": "logits", "load_eval_data": "logits",
     "logits_over": "logits", "NO_DATA": "logits", "resolve_data": "logits",
+    "check_data_source": "logits",
 })

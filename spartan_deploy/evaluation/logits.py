@@ -62,6 +62,9 @@ def load_eval_data(source: str, data_config: DataConfig, split: str = "test",
     from spartan_deploy.data import open_dataset
 
     dataset = open_dataset(source, data_config, split=split, limit=limit, seed=seed)
+    from spartan_deploy._resources import check_images
+
+    check_images(len(dataset), data_config.input_size, f"--data {source!r}")
     if require_labels and not dataset.labelled:
         raise DataError(f"--data {source!r} has no labels (a flat folder); give 'digits' or a "
                         "folder with one sub-folder per class")
@@ -84,7 +87,14 @@ def logits_over(runner: Runner, data: np.ndarray | BatchSource,
     ``data`` is an image array or anything with ``batches`` (a dataset, :class:`EvalData`).
     The runner is activated for the call unless the caller already did.
     """
+    from spartan_deploy.runtime.base import infer_batch
+
     positive_int(batch_size, "batch size")
+    images = data if isinstance(data, np.ndarray) else getattr(data, "images", None)
+    if isinstance(images, np.ndarray) and images.ndim == 4 and len(images):
+        from spartan_deploy._resources import check_batch
+
+        check_batch(min(batch_size, len(images)), int(images.shape[-1]), option="batch size")
     if isinstance(data, np.ndarray):
         batches: Iterable[Any] = ((data[i:i + batch_size], None)
                                   for i in range(0, len(data), batch_size))
@@ -96,7 +106,7 @@ def logits_over(runner: Runner, data: np.ndarray | BatchSource,
         runner.activate()
     try:
         for images, _ in batches:
-            outputs.append(np.asarray(runner.infer(images), dtype=np.float32))
+            outputs.append(np.asarray(infer_batch(runner, images), dtype=np.float32))
             if progress:
                 progress(len(images))
     finally:
@@ -108,6 +118,23 @@ def logits_over(runner: Runner, data: np.ndarray | BatchSource,
 
 
 NO_DATA = "none"
+
+
+def check_data_source(data: str, split: str = "test", require_labels: bool = True) -> None:
+    """Refuse a ``--data`` that cannot be used (missing folder, no readable image, no labels)
+    by reading only the folder listing and one image header, before any slow work."""
+    if data.strip().lower() == NO_DATA:
+        return
+    from spartan_deploy.data.dataset import is_builtin
+    from spartan_deploy.data.folder import list_folder, probe_readable
+
+    if is_builtin(data):
+        return
+    listing = list_folder(data, split)
+    probe_readable(listing)
+    if require_labels and listing.labels is None:
+        raise DataError(f"--data {data!r} has no labels (a flat folder); give 'digits' or a "
+                        "folder with one sub-folder per class")
 
 
 def resolve_data(data: str | None, data_config: DataConfig | None) -> str | None:

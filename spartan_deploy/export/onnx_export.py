@@ -59,6 +59,9 @@ def export_onnx(loaded: LoadedModel, output: str | Path, options: ExportOptions 
     out = check_output_path(output, force=force)
     check_output_path(manifest_path(out), force=force)
     size = options.img_size or loaded.data_config.input_size
+    from spartan_deploy._resources import check_batch
+
+    check_batch(options.batch or 2, size, loaded.config)  # the traced and parity batches
     form = to_export_form(loaded.model, options.pair_mode)
     with _one_torch_thread():
         graph = _export_graph(form, size, options)

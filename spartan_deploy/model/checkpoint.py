@@ -55,7 +55,19 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> Checkpoint:
     path = Path(path)
     raw = _torch_load(path, trust)
     checkpoint = _normalise(raw, path)
+    _check_finite(checkpoint.state_dict, path)
     return dataclasses.replace(checkpoint, path=path, sha256=sha256_file(path))
+
+
+def _check_finite(state_dict: dict[str, torch.Tensor], path: Path) -> None:
+    """NaN or infinite weights make every number computed from them meaningless (an eval
+    would still print a top-5): refused when the file is read, naming the first tensor."""
+    for key, tensor in state_dict.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"checkpoint {str(path)!r}: {key!r} holds {bad} NaN or "
+                                  "infinite value(s); the weights are broken (e.g. training "
+                                  "diverged); use an earlier checkpoint")
 
 
 def _torch_load(path: Path, trust: bool) -> Any:
@@ -64,22 +76,53 @@ def _torch_load(path: Path, trust: bool) -> Any:
                               "leave out --weights to use the model's bundled weights)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} is not a file")
+    _check_container(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as err:
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
+        # Only a well-formed pickle that names a class safe loading will not build is
+        # "pickled Python objects"; any other refusal (an unknown opcode, a truncated
+        # stream) means the bytes are damaged, and --trust-checkpoint would not help.
+        if "Unsupported global" in str(err) and not trust:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} holds pickled Python objects (e.g. an OmegaConf "
                 "config) that safe loading refuses; re-save its state dict with "
                 "torch.save(torch.load(p, weights_only=False)['model'], 'weights.pt'), "
                 "or pass --trust-checkpoint if you trust its source"
             ) from None
-        raise CheckpointError(f"{str(path)!r} is not a PyTorch checkpoint ({err})") from None
-    except Exception as err:  # torch.load raises many types on garbage input
-        # KeyError and friends carry unhelpful texts (a byte value); the type says enough.
-        raise CheckpointError(f"{str(path)!r} is not a readable PyTorch checkpoint (torch.load "
-                              f"failed with {type(err).__name__}); give a file written by "
-                              "torch.save") from None
+        raise _damaged(path) from None
+    except MemoryError:
+        raise
+    except Exception:  # torch.load raises many types on garbage input
+        # KeyError and friends carry unhelpful texts (a byte value); the diagnosis is enough.
+        raise _damaged(path) from None
+
+
+# What torch.save writes: a zip archive (since PyTorch 1.6) or, in the legacy format, a
+# pickle stream (protocol 2+ opens with 0x80). Anything else is not a checkpoint at all.
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = 0x80
+
+
+def _check_container(path: Path) -> None:
+    """Refuse, before unpickling anything, a file that is neither of torch.save's formats."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head.startswith(_ZIP_MAGIC):
+        import zipfile
+
+        if not zipfile.is_zipfile(path):  # truncated: the central directory is missing
+            raise _damaged(path)
+        return
+    if len(head) < 2 or head[0] != _PICKLE_PROTO:
+        raise CheckpointError(f"{str(path)!r} is not a readable PyTorch checkpoint (neither "
+                              "the zip archive nor the pickle stream torch.save writes); give "
+                              "a file written by torch.save")
+
+
+def _damaged(path: Path) -> CheckpointError:
+    return CheckpointError(f"checkpoint {str(path)!r} is damaged or truncated (its bytes do "
+                           "not decode as a torch.save file); copy it again from its source")
 
 
 def _normalise(raw: Any, path: Path) -> Checkpoint:
@@ -149,13 +192,14 @@ def infer_config(state_dict: dict[str, torch.Tensor], where: str = "state dict")
     depths, stage_widths, widths, stage_ratios = [0], [init_dim], [], [[]]
     for index in indices:
         prefix = f"layers.{index}."
-        if prefix + "scale_1" in state_dict:
+        kind = _layer_kind(state_dict, prefix)
+        if kind == "block":
             width = shape(prefix + "scale_1")[1]
             block = _infer_block_widths(shape, prefix)
             depths[-1] += 1
             widths.append(block)
             stage_ratios[-1].append(block.neck / width)
-        elif prefix + "conv.weight" in state_dict:
+        elif kind == "downsample":
             stage_widths.append(shape(prefix + "conv.weight")[0])
             depths.append(0)
             stage_ratios.append([])
@@ -173,6 +217,22 @@ def infer_config(state_dict: dict[str, torch.Tensor], where: str = "state dict")
     if not config.is_pruned:
         config = config.replace(block_widths=None)
     return config
+
+
+# Children only a block has, and only a downsample has. A layer is classified by any of its
+# keys, so a missing key is reported as missing (by the shape reader) rather than the layer
+# being misread and a neighbouring key blamed.
+_BLOCK_CHILDREN = ("scale_1.", "scale_2.", "norm_1.", "norm_2.", "smixer.", "cmixer.")
+_DOWNSAMPLE_CHILDREN = ("conv.", "norm.")
+
+
+def _layer_kind(state_dict: dict[str, torch.Tensor], prefix: str) -> str | None:
+    rests = [k[len(prefix):] + "." for k in state_dict if k.startswith(prefix)]
+    if any(r.startswith(_BLOCK_CHILDREN) for r in rests):
+        return "block"
+    if any(r.startswith(_DOWNSAMPLE_CHILDREN) for r in rests):
+        return "downsample"
+    return None
 
 
 def _shape_reader(state_dict: dict[str, torch.Tensor], where: str):

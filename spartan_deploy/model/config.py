@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,14 @@ from spartan_deploy.paths import bundled_models_dir
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_IMG_SIZE = 32
+MAX_IMG_SIZE = 4096  # beyond this one image's activations alone outgrow a large machine
+# Upper bounds of a model config: far above any published SpaRTAN (depth 12, width 256,
+# ratio 4, 21k classes), low enough that a typo (a width of 1e9) is refused by name instead
+# of allocating until the machine gives up.
+MAX_STAGE_DEPTH = 128
+MAX_WIDTH = 16384
+MAX_EXPAND_RATIO = 32
+MAX_CLASSES = 1_000_000
 
 
 class ResizeRule(str, enum.Enum):
@@ -40,6 +49,9 @@ class DataConfig:
     resize_size: int = 256
     resize_rule: ResizeRule = ResizeRule.SHORTER_THEN_CENTER_CROP
     grayscale: bool = False  # replicate a single grey channel into three
+
+    def __post_init__(self) -> None:
+        _validate_data(self)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -67,12 +79,36 @@ class DataConfig:
                 raise ConfigError(f"{where}: {key} must be an integer, got {kwargs[key]!r}")
         if "input_size" in kwargs and "resize_size" not in kwargs:
             kwargs["resize_size"] = round(kwargs["input_size"] * 256 / 224)
-        return cls(**kwargs)
+        if "grayscale" in kwargs and not isinstance(kwargs["grayscale"], bool):
+            raise ConfigError(f"{where}: grayscale must be true or false, got "
+                              f"{kwargs['grayscale']!r}")
+        try:
+            return cls(**kwargs)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
 
     def with_input_size(self, size: int) -> DataConfig:
         """The same preprocessing at another input size (keeping the resize/crop ratio)."""
         ratio = self.resize_size / self.input_size
         return dataclasses.replace(self, input_size=size, resize_size=round(size * ratio))
+
+
+def _validate_data(cfg: DataConfig) -> None:
+    """Sizes within 1..MAX_IMG_SIZE (a model input also needs MIN_IMG_SIZE, checked where
+    a model meets it); normalisation finite, std above zero."""
+    # The resize before a centre crop is larger than the input (256 for 224).
+    for key, largest in (("input_size", MAX_IMG_SIZE), ("resize_size", 2 * MAX_IMG_SIZE)):
+        value = getattr(cfg, key)
+        if not _is_int(value) or not 1 <= value <= largest:
+            raise ConfigError(f"{key} {value!r} is out of range; use 1 to {largest} pixels")
+    for key in ("mean", "std"):
+        values = getattr(cfg, key)
+        if len(values) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v)
+                                       for v in values):
+            raise ConfigError(f"{key} {list(values)!r} must be three finite numbers")
+    if any(v <= 0 for v in cfg.std):
+        raise ConfigError(f"std {list(cfg.std)!r} must be above zero (images are divided "
+                          "by it)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,15 +243,20 @@ def _validate_model(cfg: ModelConfig) -> None:
         value = getattr(cfg, key)
         if len(value) != expected:
             raise ConfigError(f"{key} needs {expected} values, got {list(value)}")
-    if any(d < 1 for d in cfg.layer_depths):
-        raise ConfigError(f"layer_depths must be positive, got {list(cfg.layer_depths)}")
+    if any(not 1 <= d <= MAX_STAGE_DEPTH for d in cfg.layer_depths):
+        raise ConfigError(f"layer_depths must lie in 1..{MAX_STAGE_DEPTH}, got "
+                          f"{list(cfg.layer_depths)}")
     if any(w % 8 for w in cfg.stage_widths) or min(cfg.stage_widths) < 8:
         raise ConfigError(f"init_dim and dims must be multiples of 8, got "
                           f"{list(cfg.stage_widths)}")
-    if any(r < 1 for r in cfg.expand_ratios):
-        raise ConfigError(f"expand_ratios must be positive, got {list(cfg.expand_ratios)}")
-    if cfg.num_classes < 1:
-        raise ConfigError(f"num_classes must be positive, got {cfg.num_classes}")
+    if max(cfg.stage_widths) > MAX_WIDTH:
+        raise ConfigError(f"init_dim and dims must be at most {MAX_WIDTH}, got "
+                          f"{list(cfg.stage_widths)}")
+    if any(not 1 <= r <= MAX_EXPAND_RATIO for r in cfg.expand_ratios):
+        raise ConfigError(f"expand_ratios must lie in 1..{MAX_EXPAND_RATIO}, got "
+                          f"{list(cfg.expand_ratios)}")
+    if not 1 <= cfg.num_classes <= MAX_CLASSES:
+        raise ConfigError(f"num_classes must lie in 1..{MAX_CLASSES:,}, got {cfg.num_classes}")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ConfigError(f"dropout (the drop-path rate) must lie in [0, 1), got {cfg.dropout}")
     if cfg.block_widths is not None:
@@ -231,6 +272,9 @@ def _validate_block_widths(cfg: ModelConfig) -> None:
         width = cfg.stage_widths[stage]
         if min(w.hidden, w.h_se, w.l_se, w.c_se, w.cmixer_groups) < 1:
             raise ConfigError(f"block {index}: widths must be positive, got {w}")
+        if max(w.hidden, w.neck, w.h_se, w.l_se, w.c_se) > MAX_WIDTH * MAX_EXPAND_RATIO:
+            raise ConfigError(f"block {index}: widths must be at most "
+                              f"{MAX_WIDTH * MAX_EXPAND_RATIO}, got {w}")
         if w.neck % 2 or w.neck < width:
             raise ConfigError(f"block {index}: neck {w.neck} must be even and at least the "
                               f"block width {width} (the argmax gather reads its first "
@@ -294,7 +338,12 @@ def load_model_yaml(path: str | Path) -> ModelSpec:
         if key not in raw:
             raise ConfigError(f"model config {str(path)!r}: missing key {key!r}")
     model = ModelConfig.from_dict(raw, where=f"model config {str(path)!r}")
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"model config {str(path)!r}: 'data' must be a mapping of keys")
     data_cfg = DataConfig.from_dict(data, where=f"data section of {str(path)!r}")
+    if data_cfg.input_size < MIN_IMG_SIZE:
+        raise ConfigError(f"data section of {str(path)!r}: input_size {data_cfg.input_size} "
+                          f"is below {MIN_IMG_SIZE}, the network's total stride")
     weights_path = (path.parent / weights) if weights else None
     return ModelSpec(name, model, data_cfg, weights_path)
 

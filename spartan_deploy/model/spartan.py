@@ -162,6 +162,9 @@ class SpaRTAN(nn.Module):
     """SpaRTAN: stem, one flat ``layers`` sequence (blocks and downsamples), pooled linear head."""
 
     def __init__(self, config: ModelConfig) -> None:
+        from spartan_deploy._resources import check_model
+
+        check_model(config)  # an in-range but huge config: one line, not an allocator crash
         super().__init__()
         self.config = config
         widths = config.stage_widths

@@ -76,8 +76,12 @@ def build_engine_chain(request: EngineRequest, on_start: OnStart = lambda _name:
             raise UsageError("the source ONNX is already quantized (it has Q/DQ nodes); drop "
                              "--int8, and add --fp16 to convert the rest to FP16")
     folder = _folder(request)
-    run = Orchestrator(folder, RunInputs(request.calib, request.data, request.limit,
-                                         request.force), on_start, on_record)
+    with Orchestrator(folder, RunInputs(request.calib, request.data, request.limit,
+                                        request.force), on_start, on_record) as run:
+        return _chain(run, request, folder)
+
+
+def _chain(run: Orchestrator, request: EngineRequest, folder: Path) -> EngineChainResult:
     onnx_path = request.source or run.export(_load(request))
     graph, precision = _graph(run, onnx_path, request)
     plan = request.output or _default_plan(graph)

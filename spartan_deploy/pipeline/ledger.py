@@ -38,7 +38,10 @@ class Ledger:
         except (OSError, ValueError):
             self.damaged = True
             return {}
-        stages = data.get("stages") if isinstance(data, dict) else None
+        if not isinstance(data, dict):  # valid JSON of the wrong shape: a list, a number
+            self.damaged = True
+            return {}
+        stages = data.get("stages")
         if data.get("version") != LEDGER_VERSION or not _well_formed(stages):
             self.damaged = True
             return {}
@@ -86,6 +89,12 @@ class Ledger:
                     for name in record.get("outputs", {})}
         return {p for p in paths if self.key(p) in recorded}
 
+    def recorded_digest(self, path: Path) -> str | None:
+        """The sha256 the ledger records for an output (None: it records none)."""
+        key = self.key(path)
+        return next((record["outputs"][key] for record in self._records.values()
+                     if key in record.get("outputs", {})), None)
+
     def record(self, stage: str, inputs: Iterable[Path], options: Mapping[str, Any],
                outputs: Iterable[Path], summary: Mapping[str, Any] | None = None) -> None:
         outputs = list(outputs)
@@ -109,7 +118,7 @@ def _well_formed(stages: Any) -> bool:
     for record in stages.values():
         if not isinstance(record, dict):
             return False
-        for field in ("inputs", "outputs", "summary"):
+        for field in ("inputs", "outputs", "summary", "options"):
             if not isinstance(record.get(field), dict):
                 return False
         if not all(isinstance(v, (str, type(None))) for v in

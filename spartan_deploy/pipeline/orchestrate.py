@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spartan_deploy._io import ensure_writable
+from spartan_deploy._io import FolderLock, ensure_writable
 from spartan_deploy.errors import OutputExistsError, TensorRTMissingError, UsageError
 from spartan_deploy.manifest import Manifest, manifest_path, read_manifest
 from spartan_deploy.paths import default_calib
@@ -76,7 +77,11 @@ class RunInputs:
 
 
 class Orchestrator:
-    """One run in one folder: the ledger, the stage records, data decoded once."""
+    """One run in one folder: the ledger, the stage records, data decoded once.
+
+    A context manager: the folder is locked (:class:`FolderLock`) from construction to
+    ``close``, so a second run into the same folder is refused instead of racing this one.
+    """
 
     def __init__(self, folder: Path, inputs: RunInputs = RunInputs(),
                  on_start: OnStart = lambda _name: None,
@@ -87,15 +92,41 @@ class Orchestrator:
         self.calib = default_calib(inputs.calib)
         # A bad --calib is refused before the output folder is made (hashing is cheap).
         self._calib_digest = folder_digest(self.calib)
+        self._check_data()
+        _refuse_inside_inputs(folder, self.calib, inputs.data)
         self.folder = _make_folder(folder)
-        self.ledger = Ledger(self.folder)
+        self._lock: FolderLock | None = FolderLock(self.folder)
         self.records: list[StageRecord] = []
         self.on_start, self.on_record = on_start, on_record
-        if self.ledger.damaged:
-            self.skip("ledger", f"{self.ledger.path} was unreadable or of the wrong shape: "
-                      "rebuilt; intact artefacts are adopted from their manifests")
         self._calibration: dict[str, CalibrationSet] = {}
         self._data: dict[str, EvalData | None] = {}
+        try:
+            self.ledger = Ledger(self.folder)
+            if self.ledger.damaged:
+                self.skip("ledger", f"{self.ledger.path} was unreadable or of the wrong "
+                          "shape: rebuilt; intact artefacts are adopted from their manifests")
+        except BaseException:  # the caller never gets the object to close: release here
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the folder for the next run."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Orchestrator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_data(self) -> None:
+        """A bad --data is refused before any stage runs (it is first read after export)."""
+        from spartan_deploy.evaluation import check_data_source
+
+        if self.inputs.data is not None:
+            check_data_source(self.inputs.data)
 
     # --- shared inputs, decoded on first use ------------------------------------------
     def calib_digest(self) -> str:
@@ -156,23 +187,56 @@ class Orchestrator:
     def _adoptable(self, outputs: list[Path], adopt: Adopt | None) -> bool:
         if adopt is None or not all(p.is_file() for p in outputs):
             return False
-        manifest = read_manifest(outputs[0])
+        manifest = read_manifest_quietly(outputs[0])  # a damaged one adopts nothing
         from spartan_deploy._io import sha256_file
 
         return (manifest is not None and manifest.sha256 == sha256_file(outputs[0])
                 and adopt(manifest))
 
+    def always(self, name: str, outputs: list[Path], make: Callable[[], str],
+               ours: Callable[[], bool] = lambda: False) -> str:
+        """Run ``make`` (a step that is redone on every run, such as measurements) after the
+        same refusal of files this folder's runs did not make (``ours()``: the files say
+        themselves that a run made them, for a rebuilt ledger), then record its outputs."""
+        self.refuse_foreign(name, outputs, ours)
+        detail = make()
+        self.ledger.record(name, [], {}, outputs, {"detail": detail})
+        return detail
+
+    def refuse_foreign(self, name: str, outputs: list[Path],
+                       ours: Callable[[], bool] = lambda: False) -> None:
+        """The refusal of :meth:`always`, on its own: a step that runs on every run can be
+        checked before the slow stages, not after them."""
+        if not ours():
+            self._refuse_foreign(name, outputs)
+
     def _refuse_foreign(self, name: str, outputs: list[Path]) -> None:
-        """Files the ledger did not make are the user's: replaced only with --force."""
+        """Files the ledger did not make are the user's: replaced only with --force.
+
+        So is an output the ledger made that was since replaced by another command (e.g.
+        ``spartan export -o`` into this folder): its bytes differ from the record and its
+        own manifest vouches for them. A damaged output (bytes matching no manifest) is
+        still ours to redo.
+        """
         if self.inputs.force:
             return
         made = self.ledger.made_by_us(outputs)
-        foreign = [p for p in outputs if p.exists() and p not in made]
+        foreign = [p for p in outputs if os.path.lexists(p)
+                   and (p not in made or self._replaced_elsewhere(p))]
         if foreign:
             raise OutputExistsError(
                 f"{foreign[0]} exists and was not made by this folder's runs from these "
                 f"inputs (stage {name}); pass --force to replace it, or choose another "
                 "output folder")
+
+    def _replaced_elsewhere(self, path: Path) -> bool:
+        if not path.is_file() or path.name.endswith(".json"):
+            return False
+        current = self.ledger.digest(path)
+        if current == self.ledger.recorded_digest(path):
+            return False
+        manifest = read_manifest_quietly(path)
+        return manifest is not None and manifest.sha256 == current
 
     # --- the stages ---------------------------------------------------------------------
     def export(self, loaded: LoadedModel) -> Path:
@@ -298,6 +362,32 @@ class Orchestrator:
         self.stage(f"engine ({plan.name})", [graph], build.to_dict(), with_manifests(plan),
                    make)
         return plan
+
+
+def read_manifest_quietly(path: Path) -> Manifest | None:
+    """The manifest beside ``path``, or None when it is absent or damaged."""
+    from spartan_deploy.errors import SpartanError
+
+    try:
+        return read_manifest(path)
+    except SpartanError:
+        return None
+
+
+def _refuse_inside_inputs(folder: Path, calib: Path, data: str | None) -> None:
+    """An output folder inside the calibration or data folder would feed the run's own
+    outputs back in (the report's plot is an image; report/ would become a class)."""
+    from spartan_deploy.data.dataset import is_builtin
+
+    out = Path(folder).resolve()
+    for option, source in (("--calib", calib), ("--data", data)):
+        if source is None or is_builtin(source) or not Path(source).is_dir():
+            continue
+        root = Path(source).resolve()
+        if out == root or root in out.parents:
+            raise UsageError(f"output folder {str(folder)!r} is inside {option} "
+                             f"{str(source)!r}; its outputs would become inputs, choose "
+                             "another output folder")
 
 
 def _make_folder(folder: Path) -> Path:

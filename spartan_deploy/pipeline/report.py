@@ -11,16 +11,35 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from spartan_deploy._io import write_atomic, write_json
+from spartan_deploy._io import read_text, write_json, write_text
 from spartan_deploy.pipeline.orchestrate import StageRecord
 from spartan_deploy.pipeline.stages import PipelineOptions
 
 REPORT_FOLDER = "report"
 
 
+def report_files(out: Path) -> list[Path]:
+    """What the last stage writes into ``out``: report.md first."""
+    from spartan_deploy.report.write import REPORT_JSON, REPORT_MD, REPORT_PNG
+
+    folder = out / REPORT_FOLDER
+    return [folder / REPORT_MD, folder / REPORT_JSON, folder / REPORT_PNG]
+
+
+def is_pipeline_report(report_json: Path) -> bool:
+    """A report.json a pipeline wrote (its schema and stage table): the report folder it
+    sits in is a pipeline's, even when the ledger that recorded it was lost."""
+    try:
+        data = json.loads(report_json.read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(data, dict) and isinstance(data.get("pipeline"), list)
+            and str(data.get("schema", "")).startswith("spartan-deploy/report/"))
+
+
 def measure_and_report(out: Path, artefacts: Sequence[Path], options: PipelineOptions,
                        records: Sequence[StageRecord],
-                       sections: Sequence[tuple[str, str, Any]] = ()) -> tuple[Path, str]:
+                       sections: Sequence[tuple[str, str, Any]] = ()) -> str:
     """Bench (with accuracy on ``options.data``) every artefact; write the report folder.
 
     ``sections``: (JSON key, markdown, JSON value) of further parts (e.g. the Triton
@@ -42,16 +61,16 @@ def measure_and_report(out: Path, artefacts: Sequence[Path], options: PipelineOp
                                **{key: value for key, _, value in sections}})
     _add_stages_to_markdown(files.markdown, stage_rows)
     if sections:
-        text = files.markdown.read_text().rstrip("\n") + "\n\n" + "\n".join(
+        text = read_text(files.markdown).rstrip("\n") + "\n\n" + "\n".join(
             markdown for _, markdown, _ in sections)
-        write_atomic(files.markdown, lambda tmp: tmp.write_text(text))
+        write_text(files.markdown, text)
     fastest = max(report.results, key=lambda r: r.throughput)
-    return folder, (f"{len(report.results)} artefacts measured; fastest {fastest.label} at "
-                    f"{fastest.throughput:,.0f} img/s (batch {options.batch})")
+    return (f"{len(report.results)} artefacts measured; fastest {fastest.label} at "
+            f"{fastest.throughput:,.0f} img/s (batch {options.batch})")
 
 
 def _add_to_json(path: Path, parts: dict[str, Any]) -> None:
-    data = json.loads(path.read_text())
+    data = json.loads(read_text(path))
     data.update(parts)
     write_json(path, data)
 
@@ -64,7 +83,7 @@ def _add_stages_to_markdown(path: Path, stages: list[dict]) -> None:
         detail = s["detail"].replace("|", "\\|")
         lines.append(f"| {s['stage']} | {s['status']} | {s['seconds']:.1f} s | {outputs} | "
                      f"{detail} |")
-    text = path.read_text()
+    text = read_text(path)
     head, sep, rest = text.partition("\n")
     combined = head + sep + "\n" + "\n".join(lines) + "\n\n" + rest
-    write_atomic(path, lambda tmp: tmp.write_text(combined))
+    write_text(path, combined)

@@ -35,19 +35,21 @@ def run_pipeline(options: PipelineOptions, on_start: OnStart = lambda _name: Non
     loaded = load_model(options.model, options.weights, options.trust_checkpoint)
     model_source(loaded)  # random weights: refused before anything is made
     inputs = RunInputs(options.calib, options.data, options.limit, options.force)
-    run = Orchestrator(options.out or run_folder(loaded.name), inputs, on_start, on_record)
-    loaded = _prune(run, loaded, options)
-    onnx_path = run.export(loaded)
-    from spartan_deploy.quantize.options import Target
+    with Orchestrator(options.out or run_folder(loaded.name), inputs, on_start,
+                      on_record) as run:
+        _ReportStage(run).check()  # a report folder of the user's: refused before any work
+        loaded = _prune(run, loaded, options)
+        onnx_path = run.export(loaded)
+        from spartan_deploy.quantize.options import Target
 
-    int8_cpu = run.quantize(onnx_path, Target.CPU)
-    int8_trt = run.quantize(onnx_path, Target.TENSORRT)
-    graphs = [run.precision_graph(onnx_path), run.precision_graph(int8_trt)]
-    plans = _engines(run, graphs)
-    artefacts = [model_source(loaded), onnx_path, int8_cpu, int8_trt, *graphs, *plans]
-    sections = _triton(run, artefacts) if options.triton else []
-    sections += _fastest_cpu(run, [onnx_path, int8_cpu], options)
-    report = _measure(run, artefacts, options, sections)
+        int8_cpu = run.quantize(onnx_path, Target.CPU)
+        int8_trt = run.quantize(onnx_path, Target.TENSORRT)
+        graphs = [run.precision_graph(onnx_path), run.precision_graph(int8_trt)]
+        plans = _engines(run, graphs)
+        artefacts = [model_source(loaded), onnx_path, int8_cpu, int8_trt, *graphs, *plans]
+        sections = _triton(run, artefacts) if options.triton else []
+        sections += _fastest_cpu(run, [onnx_path, int8_cpu], options)
+        report = _measure(run, artefacts, options, sections)
     return PipelineResult(run.folder, tuple(run.records), report, tuple(artefacts))
 
 
@@ -127,17 +129,42 @@ def _fastest_cpu(run: Orchestrator, onnx_files: list[Path],
     return [("fastest_cpu", markdown, choice.to_dict())]
 
 
+@dataclasses.dataclass(frozen=True)
+class _ReportStage:
+    """The last stage: measured anew on every run, but its files are replaced only when
+    this folder's runs made them (a report the user put there needs --force)."""
+
+    run: Orchestrator
+    name: str = "eval + bench + report"
+
+    @property
+    def files(self) -> list[Path]:
+        from spartan_deploy.pipeline.report import report_files
+
+        return report_files(self.run.folder)
+
+    def ours(self) -> bool:
+        from spartan_deploy.pipeline.report import is_pipeline_report
+
+        return is_pipeline_report(self.files[1])
+
+    def check(self) -> None:
+        self.run.refuse_foreign(self.name, self.files, self.ours)
+
+
 def _measure(run: Orchestrator, artefacts: list[Path], options: PipelineOptions,
              sections: list[tuple[str, str, Any]]) -> Path:
     from spartan_deploy.pipeline.report import measure_and_report
 
+    stage = _ReportStage(run)
     run.on_start("eval + bench")
     start = time.perf_counter()
-    report_dir, detail = measure_and_report(run.folder, artefacts, options, run.records,
-                                            sections)
-    run.add(StageRecord("eval + bench + report", Status.DONE, time.perf_counter() - start,
-                         (report_dir / "report.md",), detail))
-    return report_dir / "report.md"
+    detail = run.always(stage.name, stage.files,
+                        lambda: measure_and_report(run.folder, artefacts, options,
+                                                   run.records, sections), stage.ours)
+    run.add(StageRecord(stage.name, Status.DONE, time.perf_counter() - start,
+                        (stage.files[0],), detail))
+    return stage.files[0]
 
 
 def _pct(value: float | None) -> str:

@@ -70,6 +70,10 @@ def finetune(model: SpaRTAN, dataset: Dataset, options: FinetuneOptions,
              masks: dict[str, torch.Tensor] | None = None,
              progress: ProgressFn | None = None) -> SpaRTAN:
     """Fine-tune ``model`` in place on a labelled dataset; returns it in eval mode."""
+    from spartan_deploy._resources import check_batch
+
+    check_batch(min(options.batch_size, len(dataset)), dataset.data_config.input_size,
+                model.config, training=True)
     masks = masks or {}
     train_options = options.train_options()
     torch.manual_seed(options.seed)  # drop-path draws

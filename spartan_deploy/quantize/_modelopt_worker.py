@@ -3,7 +3,10 @@
 Usage: ``python -m spartan_deploy.quantize._modelopt_worker SPEC.json``. The activation
 scales come from the TensorRT calibration cache named in the spec; the one sample image
 only feeds Model Optimizer's own shape probes (its ranges are replaced by the cache).
-Exit status 0 on success; otherwise the last stderr line says why.
+Exit status 0 on success; otherwise the last stderr line says why, and an operating-system
+refusal (full disk, no memory) is also written as a marked JSON line, so the parent can
+report it as its own. SIGTERM (sent by the parent when it is interrupted) ends the worker
+through the same cleanup as Ctrl-C.
 """
 
 from __future__ import annotations
@@ -38,11 +41,44 @@ def main(spec_path: str) -> int:
     return 0
 
 
-if __name__ == "__main__":
+FAILURE_MARK = "spartan-failure:"
+
+
+def _report_failure(err: BaseException) -> None:
+    """Say on stderr what the operating system refused, in a line the parent parses (stderr,
+    not a file: a full disk may be the very refusal)."""
+    from spartan_deploy.errors import system_error
+
+    if isinstance(err, MemoryError):
+        record = {"kind": "memory", "message": str(err)}
+    elif isinstance(err, OSError):
+        record = {"kind": "os", "errno": err.errno, "strerror": err.strerror,
+                  "filename": None if err.filename is None else str(err.filename),
+                  "filename2": None if err.filename2 is None else str(err.filename2)}
+    elif system_error(err) is not None:  # e.g. an allocator's RuntimeError
+        record = {"kind": "memory", "message": str(err)}
+    else:
+        return
+    print(FAILURE_MARK + json.dumps(record), file=sys.stderr)
+
+
+def _entry() -> int:
+    from spartan_deploy._signals import exit_code, received, terminate_as_interrupt
+
     logging.basicConfig(level=logging.ERROR)
     try:
-        sys.exit(main(sys.argv[1]))
+        with terminate_as_interrupt():
+            return main(sys.argv[1])
+    except KeyboardInterrupt as err:
+        return exit_code(err)
     except Exception as err:  # reported to the parent as one line
+        if received() is not None:  # the signal's exception, turned into another
+            return exit_code(received())
         text = str(err).strip().splitlines()
         print(f"{type(err).__name__}: {text[0] if text else ''}", file=sys.stderr)
-        sys.exit(1)
+        _report_failure(err)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(_entry())

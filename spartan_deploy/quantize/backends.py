@@ -23,14 +23,13 @@ from __future__ import annotations
 import json
 import os
 import struct
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from spartan_deploy._io import quiet_logger
+from spartan_deploy._io import quiet_logger, scratch_dir, temp_inside
+from spartan_deploy._signals import run_child
 from spartan_deploy.errors import MissingDependencyError, QuantizationError
 from spartan_deploy.quantize.calibration import Ranges
 from spartan_deploy.runtime.ort_session import first_line
@@ -62,11 +61,11 @@ def quantize_cpu(source: Path, output: Path, ranges: Ranges, method: CalibMethod
                   CalibMethod.PERCENTILE: CalibrationMethod.Percentile}[method]
     data = {name: TensorData(lowest=np.float32(lo), highest=np.float32(hi))
             for name, (lo, hi) in ranges.items()}
-    with tempfile.TemporaryDirectory(prefix="spartan-q-") as tmp:
-        cache = Path(tmp) / "ranges.json"
+    with scratch_dir("q") as tmp:
+        cache = tmp / "ranges.json"
         save_tensors_data(TensorsData(ort_method, data), cache)
         try:
-            with quiet_logger():  # ORT logs advice on every call
+            with quiet_logger(), temp_inside(tmp):  # ORT logs advice on every call
                 quantize_static(
                     str(source), str(output), None, quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=list(CPU_OP_TYPES), per_channel=True,
@@ -114,23 +113,60 @@ def write_trt_cache(path: Path, ranges: Ranges) -> None:
 
 
 def quantize_tensorrt(source: Path, output: Path, ranges: Ranges, sample: np.ndarray,
-                      input_name: str, exclude: list[str]) -> None:
-    """Write the TensorRT Q/DQ graph of ``source`` with Model Optimizer (child process)."""
+                      input_name: str, exclude: list[str], batch: int = 1) -> None:
+    """Write the TensorRT Q/DQ graph of ``source`` with Model Optimizer (child process).
+
+    ``batch``: the graph's fixed batch size (1 when it takes any): the sample Model
+    Optimizer probes shapes with must have it."""
     check_modelopt()
-    with tempfile.TemporaryDirectory(prefix="spartan-mo-") as tmp:
-        work = Path(tmp)
+    with scratch_dir("mo") as work:
         write_trt_cache(work / "calib.cache", ranges)
-        np.save(work / "sample.npy", np.ascontiguousarray(sample[:1], dtype=np.float32))
+        probe = np.resize(sample[:batch], (batch, *sample.shape[1:]))  # repeats if too few
+        np.save(work / "sample.npy", np.ascontiguousarray(probe, dtype=np.float32))
         spec = {"source": str(source), "output": str(output), "cache": str(work / "calib.cache"),
                 "sample": str(work / "sample.npy"), "input_name": input_name,
                 "exclude": exclude, "workdir": str(work)}
         (work / "spec.json").write_text(json.dumps(spec))
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # calibration stays on the CPU
-        proc = subprocess.run([sys.executable, "-m", WORKER_MODULE, str(work / "spec.json")],
-                              capture_output=True, text=True, env=env, check=False)
+        # Calibration stays on the CPU; the child's libraries keep their temporary files in
+        # our scratch folder (removed with it, swept if we are killed).
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TMPDIR": str(work)}
+        # run_child: when we are interrupted (Ctrl-C, SIGTERM) the child is asked to stop
+        # and cleans up too; its scratch files live in our scratch folder, removed here.
+        proc = run_child([sys.executable, "-m", WORKER_MODULE, str(work / "spec.json")],
+                         env=env)
         if proc.returncode != 0 or not output.is_file():
-            raise QuantizationError(f"Model Optimizer quantization failed: "
-                                    f"{_last_line(proc.stderr or proc.stdout)}")
+            raise_child_failure(proc.stderr or proc.stdout, proc.returncode)
+
+
+def raise_child_failure(output: str, returncode: int = 1) -> None:
+    """Re-raise what the worker reported: an operating-system refusal as the OSError (or
+    MemoryError) it was, so the CLI reports it as it does in this process; anything else
+    as a QuantizationError with the worker's last line."""
+    from spartan_deploy.quantize._modelopt_worker import FAILURE_MARK
+
+    failure = None
+    for line in output.splitlines():
+        if line.startswith(FAILURE_MARK):
+            try:
+                failure = json.loads(line[len(FAILURE_MARK):])
+            except ValueError:
+                failure = None
+            output = output.replace(line, "")
+    if isinstance(failure, dict) and failure.get("kind") == "memory":
+        raise MemoryError(failure.get("message", ""))
+    if isinstance(failure, dict) and failure.get("kind") == "os":
+        raise OSError(failure.get("errno"), failure.get("strerror") or "refused",
+                      failure.get("filename"), None, failure.get("filename2"))
+    if returncode < 0 or returncode > 128:  # killed: -N from the kernel, 128+N from itself
+        import signal
+
+        number = -returncode if returncode < 0 else returncode - 128
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ \
+            else f"signal {number}"
+        raise QuantizationError(f"the Model Optimizer process was stopped by {name} (SIGKILL "
+                                "usually means the system ran out of memory); run again, or "
+                                "free memory")
+    raise QuantizationError(f"Model Optimizer quantization failed: {_last_line(output)}")
 
 
 def check_modelopt() -> None:

@@ -14,6 +14,8 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,10 @@ def load_calibration_set(folder: str | Path, data_config: DataConfig,
     else:
         count = options.calib_count
         held = min(options.holdout, total - count)
+    from spartan_deploy._resources import check_images
+
+    check_images(count + held, data_config.input_size, f"calibration folder {str(folder)!r}",
+                 "--calib-count")
     skipped: list[str] = []
     images, files = _read(dataset, sorted(order[:count].tolist()), skipped)
     holdout, _ = _read(dataset, sorted(order[count:count + held].tolist()), skipped)
@@ -110,13 +116,16 @@ def folder_digest(folder: Path) -> str:
         raise DataError(f"calibration folder {str(folder)!r} does not exist; give --calib DIR "
                         "(default: the bundled calibration set)")
     digest = hashlib.sha256()
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.rglob("*")
+                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise DataError(f"calibration folder {str(folder)!r} holds no images; give --calib "
                         "a folder of JPEG/PNG/BMP/WebP files")
     for path in files:
-        digest.update(path.relative_to(folder).as_posix().encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        # os.fsencode: names that are not valid UTF-8 (kept as surrogates) hash as the bytes
+        # the file system holds, as every other tool here reads them.
+        digest.update(os.fsencode(path.relative_to(folder).as_posix()))
+        digest.update(bytes.fromhex(sha256_file(path)))
     return digest.hexdigest()
 
 
@@ -137,7 +146,13 @@ def cache_key(source_sha256: str, calib: CalibrationSet, data_config: DataConfig
 
 
 def read_cache(path: Path, key: str) -> Ranges | None:
-    """Cached ranges for ``key``, or None when absent, unreadable or for another key."""
+    """Cached ranges for ``key``; None when absent, not a cache (unparsable, another
+    shape: it is rebuilt and replaced) or made for another key.
+
+    A cache of this key whose ranges are of the wrong shape, non-finite or inverted is
+    refused (QuantizationError naming the file and --no-cache), never trusted: ranges go
+    straight into the Q/DQ scales, where a NaN would silently break the graph.
+    """
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -145,9 +160,24 @@ def read_cache(path: Path, key: str) -> Ranges | None:
     if not isinstance(data, dict) or data.get("key") != key:
         return None
     ranges = data.get("ranges")
-    if not isinstance(ranges, dict):
-        return None
-    return {name: (float(lo), float(hi)) for name, (lo, hi) in ranges.items()}
+    if not isinstance(ranges, dict) or not ranges:
+        raise _bad_cache(path, "it has no ranges")
+    return {name: _cached_range(path, name, value) for name, value in ranges.items()}
+
+
+def _cached_range(path: Path, name: str, value: Any) -> tuple[float, float]:
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise _bad_cache(path, f"the range of {name!r} is {value!r}, not [low, high]")
+    low, high = float(value[0]), float(value[1])
+    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+        raise _bad_cache(path, f"the range of {name!r} is [{low}, {high}]")
+    return low, high
+
+
+def _bad_cache(path: Path, why: str) -> QuantizationError:
+    return QuantizationError(f"calibration cache {str(path)!r} is damaged: {why}; delete it "
+                             "or pass --no-cache to calibrate again")
 
 
 def write_cache(path: Path, key: str, ranges: Ranges, about: dict[str, Any]) -> None:
@@ -187,7 +217,11 @@ def compute_ranges(model_path: Path, input_name: str, images: np.ndarray,
     names = calibrated_tensors(model, op_types)
     try:
         sess = _probe_session(model, names)
-        batch_size = _fitting_batch(sess, names, input_name, images, batch_size)
+        fixed = _fixed_batch(sess)
+        if fixed is not None:  # an export with --batch N runs N images at a time, no other
+            images, batch_size = _whole_batches(images, fixed), fixed
+        else:
+            batch_size = _fitting_batch(sess, names, input_name, images, batch_size)
         collector = _Collector(method, symmetric, percentile)
         for batch in batches(images, batch_size):
             outputs = sess.run(names, {input_name: np.ascontiguousarray(batch)})
@@ -209,6 +243,21 @@ def _probe_session(model: onnx.ModelProto, names: list[str]) -> Any:
     probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)
                               for n in names if n not in present)
     return open_session(probe, SessionSpec(), what="the calibration graph")
+
+
+def _fixed_batch(sess: Any) -> int | None:
+    first = sess.get_inputs()[0].shape
+    return first[0] if first and isinstance(first[0], int) and first[0] > 0 else None
+
+
+def _whole_batches(images: np.ndarray, batch: int) -> np.ndarray:
+    """The images topped up to a multiple of ``batch`` with repeats of the first ones: a
+    repeated image adds no new value to a min/max and barely weighs in a histogram."""
+    short = -len(images) % batch
+    if short == 0:
+        return images
+    extra = np.resize(images, (short, *images.shape[1:]))  # cycles through the images
+    return np.concatenate([images, extra])
 
 
 def _fitting_batch(sess: Any, names: list[str], input_name: str, images: np.ndarray,

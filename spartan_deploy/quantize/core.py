@@ -11,16 +11,15 @@ of multi-stage commands decodes each set once for every stage that needs it).
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import onnx
 
-from spartan_deploy._io import check_output_path, sha256_file
+from spartan_deploy._io import check_output_path, scratch_dir, sha256_file
 from spartan_deploy.debug import block_map_of, expand_block_names
-from spartan_deploy.errors import UsageError
+from spartan_deploy.errors import QuantizationError, UsageError
 from spartan_deploy.evaluation import (
     Comparison, EvalData, compare, load_eval_data, logits_over, resolve_data, top1)
 from spartan_deploy.manifest import (
@@ -97,8 +96,8 @@ def quantize_onnx(onnx_path: str | Path, calib_dir: str | Path | None = None,
     images already decoded from it and from ``options.data``.
     """
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="spartan-int8-") as tmp:
-        job = _prepare(onnx_path, options, output, force, Path(tmp))
+    with scratch_dir("int8") as tmp:
+        job = _prepare(onnx_path, options, output, force, tmp)
         calib = calibration or load_calibration_set(default_calib(
             Path(calib_dir) if calib_dir is not None else None), job.data_config, job.options)
         return _run(job, calib, data if data is not None else _labelled(job), start)
@@ -119,6 +118,7 @@ def _run(job: _Job, calib: CalibrationSet, labelled: EvalData | None,
                          "or --data FOLDER (class sub-folders)")
     ranges, cache_hit, cache_file = _ranges(job, calib)
     model = _quantize(job, ranges, calib, [])
+    _require_quantized(job, model)
     budget = None
     if labelled is not None and job.options.max_drop is not None:
         model, budget = enforce_budget(
@@ -147,6 +147,10 @@ def _prepare(onnx_path: str | Path, options: QuantizeOptions, output: str | Path
         raise UsageError(f"output {str(out)!r} is the input file; choose another -o")
     check_output_path(out, force=force)
     check_output_path(manifest_path(out), force=force)
+    if options.data is not None:  # a bad --data is refused before calibrating, not after
+        from spartan_deploy.evaluation import check_data_source
+
+        check_data_source(options.data, options.data_split)
     input_name, dims = input_spec(model)
     source_manifest = read_manifest(source)
     data_config = _data_config(source, source_manifest, options, dims)
@@ -232,16 +236,34 @@ def _quantize(job: _Job, ranges: Ranges, calib: CalibrationSet,
     """One Q/DQ graph with the job's exclusions plus ``extra_float``."""
     exclude = list(dict.fromkeys(n for names in job.excluded.values() for n in names))
     exclude += [n for n in extra_float if n not in exclude]
-    with tempfile.TemporaryDirectory(prefix="spartan-int8-") as tmp:
-        out = Path(tmp) / "int8.onnx"
+    with scratch_dir("int8") as tmp:
+        out = tmp / "int8.onnx"
         if job.options.target is Target.CPU:
             backends.quantize_cpu(job.work, out, ranges, job.options.method, exclude)
         else:
             backends.quantize_tensorrt(job.work, out, ranges, calib.images, job.input_name,
-                                       exclude)
+                                       exclude, _fixed_batch(job.work_model))
         model = onnx.load(str(out))
     # Excluded nodes read the float tensor even where a quantized sibling reads it too.
     return graph.bypass_qdq(model, exclude, job.work_model)
+
+
+def _require_quantized(job: _Job, model: onnx.ModelProto) -> None:
+    """A Q/DQ graph in which no layer reads INT8 is the float graph renamed: refused."""
+    if graph.quantized_nodes(model):
+        return
+    excluded = sum(len(names) for names in job.excluded.values())
+    raise QuantizationError(
+        f"no layer of {str(job.source)!r} was quantized ({excluded} node(s) excluded, the "
+        f"{job.options.target.value} backend quantized none of the rest); it does not look "
+        "like a SpaRTAN export, or --exclude covers every layer: check the graph and "
+        "--exclude")
+
+
+def _fixed_batch(model: onnx.ModelProto) -> int:
+    """The batch an export with --batch N fixed (1 when the batch axis is dynamic)."""
+    dims = graph.input_spec(model)[1]
+    return dims[0] if dims and isinstance(dims[0], int) and dims[0] > 0 else 1
 
 
 def graph_logits(model: onnx.ModelProto, images: Any) -> Any:

@@ -47,6 +47,12 @@ def load_source(path: str | Path) -> onnx.ModelProto:
         raise QuantizationError(f"{str(path)!r} is already quantized (it has {', '.join(found)}"
                                 "); give the float model.onnx it was made from")
     _check_io(model, path)
+    weighted = [n for n in model.graph.node if n.op_type in _WEIGHTED_OPS]
+    if not weighted:
+        ops = ", ".join(sorted({n.op_type for n in model.graph.node})) or "no operators"
+        raise QuantizationError(f"{str(path)!r} has no convolution or matrix multiply to "
+                                f"quantize (it holds {ops}); it is not a SpaRTAN export, give "
+                                "the model.onnx written by `spartan export`")
     return model
 
 

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from spartan_deploy._io import check_output_path, write_atomic, write_json
+from spartan_deploy._io import check_output_path, write_json, write_text
 from spartan_deploy.bench.evaluate import EvalReport
 from spartan_deploy.errors import UsageError
 from spartan_deploy.report.plot import write_plot
@@ -43,7 +43,7 @@ def write_report(report: Report, directory: str | Path, force: bool = False) -> 
     title = _title(report)
     write_plot(points(report), files.plot, title)
     text = render_markdown(report, files.plot.name)
-    write_atomic(files.markdown, lambda tmp: tmp.write_text(text))
+    write_text(files.markdown, text)
     return files
 
 

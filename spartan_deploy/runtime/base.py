@@ -28,9 +28,16 @@ class RunnerInfo:
 
 
 class Runner(abc.ABC):
-    """Activate, infer batches, deactivate. Subclasses keep heavy imports inside activate."""
+    """Activate, infer batches, deactivate. Subclasses keep heavy imports inside activate.
+
+    ``batch_range``: the (smallest, largest) batch the artefact accepts, set on activation
+    by runners whose artefact fixes it (an ONNX exported with ``--batch N``: (N, N); an
+    engine's optimisation profile); None when any batch goes. :func:`infer_batch` feeds
+    such a runner any number of images.
+    """
 
     info: RunnerInfo
+    batch_range: tuple[int, int] | None = None
 
     def __init__(self) -> None:
         self.active = False
@@ -55,3 +62,23 @@ class Runner(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.deactivate()
+
+
+def infer_batch(runner: Runner, images: np.ndarray) -> np.ndarray:
+    """``runner.infer`` over any number of images, whatever batch the artefact accepts:
+    split into batches it takes, the last one padded with copies of its first image (the
+    padded rows are dropped; every image is computed independently of the others)."""
+    accepted = getattr(runner, "batch_range", None)
+    count = len(images)
+    if accepted is None or accepted[0] <= count <= accepted[1]:
+        return runner.infer(images)
+    low, high = accepted
+    outputs = []
+    for start in range(0, count, high):
+        chunk = images[start:start + high]
+        real = len(chunk)
+        if real < low:
+            pad = np.repeat(chunk[:1], low - real, axis=0)
+            chunk = np.concatenate([chunk, pad])
+        outputs.append(np.asarray(runner.infer(chunk))[:real])
+    return np.concatenate(outputs)

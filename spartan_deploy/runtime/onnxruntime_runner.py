@@ -68,6 +68,9 @@ class OnnxRuntimeRunner(Runner):
         static = _static_hw(first_input.shape)
         if static is not None and self.info.extra.get("input_size") is None:
             self.info.extra["input_size"] = static
+        batch = first_input.shape[0] if first_input.shape else None
+        # An export with --batch N takes exactly N images per run.
+        self.batch_range = (batch, batch) if isinstance(batch, int) and batch > 0 else None
         super().activate()
 
     def deactivate(self) -> None:

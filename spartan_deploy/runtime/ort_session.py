@@ -13,7 +13,7 @@ import enum
 from pathlib import Path
 from typing import Any
 
-from spartan_deploy.errors import ArtefactLoadError
+from spartan_deploy.errors import ArtefactLoadError, system_error
 
 CPU_PROVIDER = "CPUExecutionProvider"
 
@@ -67,9 +67,28 @@ def open_session(model: Any, spec: SessionSpec = SessionSpec(), what: str | None
     try:
         return ort.InferenceSession(payload, options, providers=list(spec.providers))
     except Exception as err:  # ORT raises its own untyped exceptions (Fail, InvalidGraph...)
+        known = system_error(err)
+        if known is not None:  # e.g. an allocation that could not be had
+            raise known from None
+        if spec.save_optimized is not None:
+            _check_saving(payload, spec, err)
         name = what or (repr(str(model)) if isinstance(model, (str, Path)) else "the graph")
         raise ArtefactLoadError(f"ONNX Runtime cannot load {name} ({first_line(err)}); "
                                 "re-export it with `spartan export` or check the file") from None
+
+
+def _check_saving(payload: Any, spec: SessionSpec, err: Exception) -> None:
+    """ONNX Runtime reports a failed write of the optimised graph (a full disk) as a load
+    failure of the source; loading again without writing tells the two apart."""
+    import onnxruntime as ort
+
+    try:
+        ort.InferenceSession(payload, ort.SessionOptions(), providers=[CPU_PROVIDER])
+    except Exception:
+        return  # the graph itself is the problem
+    from spartan_deploy._io import write_failure
+
+    raise write_failure(Path(str(spec.save_optimized)), err) from None
 
 
 def available_providers() -> list[str]:

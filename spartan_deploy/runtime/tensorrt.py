@@ -90,6 +90,7 @@ class TensorRTRunner(Runner):
         self._input, self._output = inputs[0], outputs[0]
         low, _, high = engine.get_tensor_profile_shape(self._input, 0)
         self._batch_range = (int(low[0]), int(high[0]))
+        self.batch_range = self._batch_range  # infer_batch feeds other batch sizes in pieces
         self._dtypes = {n: _torch_dtype(engine.get_tensor_dtype(n)) for n in names}
 
     def deactivate(self) -> None:

@@ -57,7 +57,11 @@ def train(data: str | Path, output: str | Path, options: TrainOptions | None = N
 
 def _fit(setup: TrainSetup, options: TrainOptions,
          progress: TrainProgress) -> tuple[dict[str, torch.Tensor], EpochStats, list]:
+    from spartan_deploy._resources import check_batch
+
     net = setup.model
+    check_batch(min(options.batch_size, len(setup.train)), setup.train.data_config.input_size,
+                net.config, training=True)
     steps = _steps_per_epoch(len(setup.train), options.batch_size)
     optimizer = make_optimizer(net, options)
     schedule = make_schedule(optimizer, options, steps)
