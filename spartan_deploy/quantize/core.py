@@ -262,7 +262,7 @@ def _require_quantized(job: _Job, model: onnx.ModelProto) -> None:
 
 def _fixed_batch(model: onnx.ModelProto) -> int:
     """The batch an export with --batch N fixed (1 when the batch axis is dynamic)."""
-    dims = graph.input_spec(model)[1]
+    dims = input_spec(model)[1]
     return dims[0] if dims and isinstance(dims[0], int) and dims[0] > 0 else 1
 
 
