@@ -12,7 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from spartan_deploy._io import atomic_path, library_versions, machine_info
+from spartan_deploy._io import library_versions, machine_info
+from spartan_deploy.report.plot import save_figure
 from spartan_deploy._io import write_atomic, write_json
 from spartan_deploy.debug.blocks import UnitKind
 from spartan_deploy.debug.core import DebugReport
@@ -156,12 +157,10 @@ def write_plot(report: DebugReport, path: Path) -> Path:
         bottom.set_xticklabels([_short(f) for f in figures], rotation=90, fontsize=7)
         top.set_title(f"{report.candidate.name} ({report.precision.value}) vs FP32, "
                       f"{report.images} images", fontsize=11)
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
+    except BaseException:
         plt.close(fig)
-    return path
+        raise
+    return save_figure(fig, path)
 
 
 def _finite(value: float, cap: float) -> float:

@@ -7,6 +7,7 @@ run without --data) the picture falls back to throughput bars, so a report alway
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from spartan_deploy._io import atomic_path
 from spartan_deploy.report.tables import Point, pareto_front
@@ -29,6 +30,18 @@ def write_plot(pts: list[Point], path: Path, title: str) -> Path:
         else:
             _bars(ax, pts)
         ax.set_title(title, fontsize=11)
+    except BaseException:
+        plt.close(fig)
+        raise
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Lay out, write atomically as PNG and close a matplotlib figure (closed on failure
+    too: pyplot keeps every open figure alive)."""
+    import matplotlib.pyplot as plt
+
+    try:
         fig.tight_layout()
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png")
