@@ -12,14 +12,16 @@ from rich.table import Table
 
 from spartan_deploy.cli.app import command, console, err_console
 from spartan_deploy.cli.options import (
-    BatchOpt, DataOpt, ForceOpt, JsonOpt, LimitOpt, ModelOpt, ReportOpt, ThreadsOpt,
-    _positive, one_batch)
+    BatchOpt, DataOpt, ForceOpt, JsonOpt, LimitOpt, ModelOpt, PrecisionOpt, ReportOpt,
+    RuntimeOpt, ThreadsOpt, _positive, one_batch)
+from spartan_deploy.runtime.options import Runtime
 
 WIDE_TABLE = 130  # terminal columns from which the table also shows module paths
 
 ArtefactArg = Annotated[Path, typer.Argument(
     metavar="ARTEFACT", help="Reduced-precision ONNX written by this toolkit: INT8 Q/DQ "
-                             "(either target), FP16 or INT8+FP16.", show_default=False)]
+                             "(either target), FP16 or INT8+FP16; with --runtime openvino "
+                             "the FP32 model.onnx.", show_default=False)]
 ReferenceOpt = Annotated[Path | None, typer.Option(
     "--reference", metavar="FP32.onnx", help="The FP32 graph the artefact was made from. "
                                               "Default: found from its manifest or name.")]
@@ -41,18 +43,21 @@ def debug_command(
     model: ModelOpt = None,
     batch: BatchOpt = None,
     threads: ThreadsOpt = None,
+    runtime: RuntimeOpt = Runtime.ONNXRUNTIME,
+    precision: PrecisionOpt = None,
     json_path: JsonOpt = None,
     report: ReportOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """Find which block loses accuracy: per-block SQNR, local vs accumulated error, wave
-    argmax flips, what-if float, and the --exclude list that keeps the worst in float."""
+    argmax flips, what-if float, and the --exclude list that keeps the worst in float.
+    --runtime openvino --precision bf16: the FP32 graph on OpenVINO at bf16 (no what-if)."""
     from spartan_deploy.debug.core import DEFAULT_BATCH, DebugOptions, debug_artefact
     from spartan_deploy.debug.report import check_outputs, report_json, write_report
     options = DebugOptions(
         reference=reference, data=data, limit=limit, what_if=what_if,
         all_units=all_units, batch=one_batch(batch, "debug") if batch else DEFAULT_BATCH,
-        threads=threads, model=model)
+        threads=threads, model=model, runtime=runtime, precision=precision)
     check_outputs(json_path, report, force)
     result = debug_artefact(artefact, options, log=_say)
     if json_path is not None and str(json_path) == "-":

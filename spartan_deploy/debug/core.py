@@ -4,6 +4,9 @@ Order: load and check the pair (nothing runs on a mismatched reference) -> decod
 images once -> block maps of both graphs (or the per-tensor fallback) -> boundary figures,
 accumulated and local, with argmax flip rates -> what-if runs for the worst units -> the
 ranking and the ``--exclude`` suggestion. Nothing is written here (see :mod:`.report`).
+
+With ``runtime=OPENVINO`` the candidate is the FP32 graph itself run on OpenVINO at
+``precision`` (:mod:`.openvino`): the same figures, ranked over every unit, no what-if.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from spartan_deploy.errors import UsageError
 from spartan_deploy.evaluation.comparison import Comparison, compare, top1
 from spartan_deploy.onnx_graph import input_spec
 from spartan_deploy.precision import Precision
+from spartan_deploy.runtime.options import Runtime
 from spartan_deploy.runtime.ort_session import GraphOptimization, SessionSpec
 
 DEFAULT_WHAT_IF = 3  # worst units tried in float without --all
@@ -48,12 +52,38 @@ class DebugOptions:
     batch: int = DEFAULT_BATCH
     threads: int | None = None
     model: str | None = None  # preprocessing when no manifest records it
+    runtime: Runtime = Runtime.ONNXRUNTIME  # OPENVINO: the FP32 graph at ``precision``
+    precision: Precision | None = None  # OpenVINO's inference precision (openvino only)
 
     def __post_init__(self) -> None:
         optional_positive_int(self.limit, "--limit")
         positive_int(self.what_if, "--what-if")
         positive_int(self.batch, "--batch")
         optional_positive_int(self.threads, "--threads")
+        _check_runtime(self.runtime, self.precision)
+
+    @property
+    def openvino(self) -> bool:
+        return self.runtime is Runtime.OPENVINO
+
+
+def _check_runtime(runtime: Runtime, precision: Precision | None) -> None:
+    from spartan_deploy.runtime.openvino_runner import OPENVINO_PRECISIONS, check_precision
+
+    if runtime not in (Runtime.AUTO, Runtime.ONNXRUNTIME, Runtime.OPENVINO):
+        raise UsageError(f"--runtime {runtime.value}: debug runs ONNX graphs; use "
+                         "--runtime onnxruntime (default) or openvino")
+    if runtime is not Runtime.OPENVINO:
+        if precision is not None:
+            raise UsageError(f"--precision {precision.value} applies with --runtime openvino "
+                             "only; on ONNX Runtime debug measures the graph's own precision "
+                             "(leave --precision out)")
+        return
+    if precision is None:
+        raise UsageError("--runtime openvino needs --precision bf16, fp16 or fp32: the "
+                         "inference precision to debug the FP32 graph at")
+    if precision not in OPENVINO_PRECISIONS:
+        check_precision(precision, ())  # raises the runner's one-line error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +105,11 @@ class DebugReport:
     suggested: tuple[str, ...]
     notes: tuple[str, ...]
     seconds: float
+    runtime: Runtime = Runtime.ONNXRUNTIME  # the candidate's; the reference is always ORT
+    what_if_skipped: str | None = None  # why no what-if ran (OpenVINO), else None
+    # OpenVINO: the graph without exposed boundaries (it runs differently), vs FP32
+    deployed_logits: Comparison | None = None
+    top1_deployed: float | None = None
 
     @property
     def exclude_args(self) -> str:
@@ -83,12 +118,16 @@ class DebugReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "candidate": str(self.candidate), "reference": str(self.reference),
-            "precision": self.precision.value, "data": self.data, "images": self.images,
+            "precision": self.precision.value, "runtime": self.runtime.value,
+            "data": self.data, "images": self.images,
             "block_map": self.block_map, "logits": self.logits.to_dict(),
             "top1_fp32": self.top1_fp32, "top1_candidate": self.top1_candidate,
             "ranking": list(self.ranking),
             "units": [f.to_dict() for f in self.figures],
             "what_if": [w.to_dict() for w in self.what_if],
+            "what_if_skipped": self.what_if_skipped,
+            "deployed_logits": self.deployed_logits.to_dict() if self.deployed_logits
+            else None, "top1_deployed": self.top1_deployed,
             "suggested_exclude": list(self.suggested), "exclude_args": self.exclude_args,
             "notes": list(self.notes), "seconds": round(self.seconds, 2)}
 
@@ -107,30 +146,52 @@ def debug_artefact(candidate: str | Path, options: DebugOptions = DebugOptions()
                    log: Log = lambda message: None) -> DebugReport:
     """Compare ``candidate`` block by block with its FP32 reference on ``options.data``."""
     start = time.perf_counter()
-    pair = load_pair(candidate, options.reference)
+    pair = _load(candidate, options)
     notes = list(pair.notes)
     batch, fixed = _batch(pair, options.batch, notes)
     options = dataclasses.replace(options, batch=batch)
     data = _load_data(pair, options)
     if fixed:
         data = _whole_batches(data, batch, notes)
-    log(f"{pair.precision.value} graph vs FP32 on {len(data.images)} images "
+    what = (f"the FP32 graph on OpenVINO at {pair.precision.value}" if options.openvino
+            else f"{pair.precision.value} graph")
+    log(f"{what} vs FP32 on {len(data.images)} images "
         f"({'labelled' if data.labels is not None else 'no labels: no top-1'})")
-    graphs = _prepare(pair, notes)
-    specs = _specs(pair.precision, options.threads)
+    # OpenVINO lowers the precision itself: its candidate is the FP32 graph as it is.
+    run_graph = pair.candidate if options.openvino else runnable(pair.candidate, pair.precision)
+    graphs = _prepare(pair, run_graph, notes)
+    specs = _specs(pair, options)
     if graphs is None:
-        measured = measure_tensors(pair.reference, runnable(pair.candidate, pair.precision),
-                                   data.images, batch, *specs)
+        measured = measure_tensors(pair.reference, run_graph, data.images, batch, *specs)
         ranking, results, suggested = (), (), ()
     else:
         measured = measure_units(graphs, data.images, batch, *specs)
-        ranking = tuple(f.unit.name for f in rank(measured.figures, _reduced_units(graphs)))
-        chosen = ranking if options.all_units else ranking[:options.what_if]
+        reduced = None if options.openvino else _reduced_units(graphs)  # all: OpenVINO's
+        ranking = tuple(f.unit.name for f in rank(measured.figures, reduced))
+        chosen = () if options.openvino else \
+            ranking if options.all_units else ranking[:options.what_if]
         results = tuple(_what_if(graphs, pair, chosen, data, measured, options, specs[1],
                                  notes, log))
         suggested = tuple(suggest(results, _baseline(measured, data.labels)))
+    deployed = _deployed(pair, options, data.images) if options.openvino else None
     return _report(pair, options, data, graphs is not None, measured, ranking, results,
-                   suggested, notes, time.perf_counter() - start)
+                   suggested, notes, time.perf_counter() - start, deployed)
+
+
+def _deployed(pair: Artefacts, options: DebugOptions, images: np.ndarray) -> np.ndarray:
+    """OpenVINO's logits of the graph without its boundaries exposed."""
+    from spartan_deploy.debug.openvino import plain_logits
+
+    return plain_logits(pair.candidate, images, options.batch, pair.precision, options.threads)
+
+
+def _load(candidate: str | Path, options: DebugOptions) -> Artefacts:
+    if not options.openvino:
+        return load_pair(candidate, options.reference)
+    from spartan_deploy.debug.openvino import check_openvino, load_fp32
+
+    check_openvino(options.precision)  # before any graph is read or image decoded
+    return load_fp32(candidate, options.reference, options.precision)
 
 
 def _load_data(pair: Artefacts, options: DebugOptions):
@@ -162,7 +223,7 @@ def _data_config(pair: Artefacts, model: str | None):
     return DataConfig.from_dict(pair.data_config, where="manifest data_config")
 
 
-def _prepare(pair: Artefacts, notes: list[str]) -> Pair | None:
+def _prepare(pair: Artefacts, candidate: onnx.ModelProto, notes: list[str]) -> Pair | None:
     """Block maps of both graphs and the units they share, or None (per-tensor fallback)."""
     ref_map, ref_why = find_block_map(pair.reference)
     cand_map, cand_why = find_block_map(pair.candidate)
@@ -176,8 +237,7 @@ def _prepare(pair: Artefacts, notes: list[str]) -> Pair | None:
         raise UsageError(f"the candidate has {len(cand_map.units)} blocks/units and the "
                          f"reference {len(ref_map.units)}: not the same architecture; give "
                          "the FP32 graph the candidate was made from")
-    return Pair(pair.reference, runnable(pair.candidate, pair.precision), ref_map, cand_map,
-                units)
+    return Pair(pair.reference, candidate, ref_map, cand_map, units)
 
 
 def _batch(pair: Artefacts, requested: int, notes: list[str]) -> tuple[int, bool]:
@@ -211,7 +271,18 @@ def _whole_batches(data, batch: int, notes: list[str]):
     return EvalData(data.images[:keep], labels, data.description)
 
 
-def _specs(precision: Precision, threads: int | None) -> tuple[SessionSpec, SessionSpec]:
+def _specs(pair: Artefacts, options: DebugOptions) -> tuple[SessionSpec, Any]:
+    """Reference session and how the candidate runs (an ONNX Runtime session or, for
+    ``--runtime openvino``, an OpenVINO one: :func:`.openvino.opener`)."""
+    if options.openvino:
+        from spartan_deploy.debug.openvino import opener
+
+        return (SessionSpec(threads=options.threads, optimization=GraphOptimization.BASIC),
+                opener(pair.precision, options.threads))
+    return _ort_specs(pair.precision, options.threads)
+
+
+def _ort_specs(precision: Precision, threads: int | None) -> tuple[SessionSpec, SessionSpec]:
     """Reference and candidate sessions. Emulated FP16 runs unoptimised (an optimiser may
     drop the rounding Casts); plain FP32 and Q/DQ graphs take the basic level, which
     changes no arithmetic (constant folding, no Q/DQ fusion)."""
@@ -250,9 +321,13 @@ def _baseline(measured: Measured, labels: np.ndarray | None) -> WhatIf:
 
 
 def _report(pair: Artefacts, options: DebugOptions, data, mapped: bool, measured: Measured,
-            ranking, results, suggested, notes: list[str], seconds: float) -> DebugReport:
+            ranking, results, suggested, notes: list[str], seconds: float,
+            deployed: np.ndarray | None = None) -> DebugReport:
     labels = data.labels
     logits = compare(measured.reference_logits, measured.candidate_logits)
+    skipped = _skipped(options, mapped)
+    if skipped:
+        notes.append(skipped)
     if labels is None:
         notes.append(f"--data {options.data!r} has no labels: top-1 is not measured; "
                      "agreement with FP32 and every other figure are")
@@ -261,7 +336,18 @@ def _report(pair: Artefacts, options: DebugOptions, data, mapped: bool, measured
         len(data.images), mapped, measured.figures, tuple(ranking), logits,
         top1(measured.reference_logits, labels) if labels is not None else None,
         top1(measured.candidate_logits, labels) if labels is not None else None,
-        tuple(results), tuple(suggested), tuple(notes), seconds)
+        tuple(results), tuple(suggested), tuple(notes), seconds, options.runtime,
+        skipped, compare(measured.reference_logits, deployed) if deployed is not None
+        else None, top1(deployed, labels) if deployed is not None and labels is not None
+        else None)
+
+
+def _skipped(options: DebugOptions, mapped: bool) -> str | None:
+    if not options.openvino or not mapped:
+        return None  # without a block map there is no what-if on any runtime
+    from spartan_deploy.debug.openvino import WHAT_IF_SKIPPED
+
+    return WHAT_IF_SKIPPED
 
 
 def rank_units(candidate: onnx.ModelProto, reference: onnx.ModelProto, images: np.ndarray,
@@ -282,7 +368,7 @@ def rank_units(candidate: onnx.ModelProto, reference: onnx.ModelProto, images: n
         return []
     units = tuple(u for u in ref_map.units if u.name in cand_map.outputs)
     graphs = Pair(reference, runnable(candidate, precision), ref_map, cand_map, units)
-    measured = measure_units(graphs, images, batch, *_specs(precision, threads))
+    measured = measure_units(graphs, images, batch, *_ort_specs(precision, threads))
     return [RankedUnit(f.unit.name, f.local.sqnr_db, f.accumulated.sqnr_db,
                        tuple(cand_map.nodes[f.unit.name]))
             for f in rank(measured.figures, _reduced_units(graphs))]

@@ -85,9 +85,24 @@ def cut(model: onnx.ModelProto, boundaries: Iterable[str]) -> onnx.ModelProto:
         for slot, tensor in enumerate(node.input):
             if tensor in wanted:
                 node.input[slot] = tensor + CUT_SUFFIX
-    cut_model.graph.input.extend(helper.make_tensor_value_info(t + CUT_SUFFIX, F32, None)
+    shapes = _shapes(model)
+    cut_model.graph.input.extend(helper.make_tensor_value_info(t + CUT_SUFFIX, F32,
+                                                               shapes.get(t))
                                  for t in boundaries)
     return cut_model
+
+
+def _shapes(model: onnx.ModelProto) -> dict[str, list]:
+    """Inferred shapes (dims or symbols) of the graph's tensors. A cut input declares its
+    boundary's: OpenVINO converts no Conv or reduction over an input of unknown rank."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {}
+    for value in [*inferred.graph.value_info, *inferred.graph.output]:
+        tensor = value.type.tensor_type
+        if tensor.HasField("shape"):
+            shapes[value.name] = [d.dim_value if d.HasField("dim_value") else
+                                  (d.dim_param or None) for d in tensor.shape.dim]
+    return shapes
 
 
 def reduced_nodes(model: onnx.ModelProto) -> set[str]:

@@ -8,7 +8,9 @@ each read the reference's boundary tensor instead of the candidate's own. Per un
 - local figures: cut candidate vs reference (the error this unit adds by itself);
 - argmax flip rate: how often the channel the superposition gathers differs from FP32's.
 
-Figures come from :class:`spartan_deploy.evaluation.Comparer`, fed one batch at a time, so
+The candidate runs on ONNX Runtime (a :class:`SessionSpec`) or on whatever an
+:data:`Opener` opens (OpenVINO for ``--runtime openvino``: :mod:`.openvino`). Figures come
+from :class:`spartan_deploy.evaluation.Comparer`, fed one batch at a time, so
 no activation of the whole data set is ever held in memory.
 """
 
@@ -34,6 +36,8 @@ _TENSOR_OPS = frozenset({"Conv", "FusedConv", "Gemm", "MatMul", "Add", "Concat",
                          "ReduceMean", "GlobalAveragePool"})
 
 Progress = Callable[[int], None]
+# (graph, what) -> a session: ``run(output names, {input name: array}) -> arrays``
+Opener = Callable[[onnx.ModelProto, str], Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +89,8 @@ class _Flips:
 
 
 def measure_units(pair: Pair, images: np.ndarray, batch: int, spec: SessionSpec,
-                  candidate_spec: SessionSpec, progress: Progress | None = None) -> Measured:
+                  candidate_spec: SessionSpec | Opener, progress: Progress | None = None
+                  ) -> Measured:
     """Accumulated and local figures of every shared unit over ``images``."""
     ref_map, cand_map = pair.reference_map, pair.candidate_map
     names = [u.name for u in pair.units]
@@ -95,10 +100,10 @@ def measure_units(pair: Pair, images: np.ndarray, batch: int, spec: SessionSpec,
     types = {**{t: F32 for t in cand_out[:len(names)]}, **{t: I64 for t in cand_out[len(names):]}}
     ref_types = {**{t: F32 for t in ref_out[:len(names)]}, **{t: I64 for t in ref_out[len(names):]}}
     reference = open_session(expose(pair.reference, ref_types), spec, "the FP32 reference")
-    candidate = open_session(expose(pair.candidate, types), candidate_spec, "the candidate")
+    open_candidate = _opener(candidate_spec)
+    candidate = open_candidate(expose(pair.candidate, types), "the candidate")
     cuts = [cand_map.outputs[n] for n in names[:-1]]
-    local = open_session(expose(cut(pair.candidate, cuts), types), candidate_spec,
-                         "the cut candidate")
+    local = open_candidate(expose(cut(pair.candidate, cuts), types), "the cut candidate")
     feeds = {cand_map.outputs[n] + CUT_SUFFIX: ref_map.outputs[n] for n in names[:-1]}
     acc = {n: Comparer() for n in names}
     loc = {n: Comparer() for n in names}
@@ -131,14 +136,15 @@ def measure_units(pair: Pair, images: np.ndarray, batch: int, spec: SessionSpec,
 
 def measure_tensors(reference: onnx.ModelProto, candidate: onnx.ModelProto,
                     images: np.ndarray, batch: int, spec: SessionSpec,
-                    candidate_spec: SessionSpec, progress: Progress | None = None) -> Measured:
+                    candidate_spec: SessionSpec | Opener, progress: Progress | None = None
+                    ) -> Measured:
     """Without a block map: accumulated figures for tensors both graphs name alike (outputs
     of weighted and joining operators), argmax flip rates, and the logits."""
     float_tensors, argmax = shared_tensors(reference, candidate)
     ref_logit, cand_logit = reference.graph.output[0].name, candidate.graph.output[0].name
     wanted = {**{t: F32 for t in float_tensors}, **{t: I64 for t in argmax}}
     ref_session = open_session(expose(reference, wanted), spec, "the FP32 reference")
-    cand_session = open_session(expose(candidate, wanted), candidate_spec, "the candidate")
+    cand_session = _opener(candidate_spec)(expose(candidate, wanted), "the candidate")
     names = [*float_tensors, *argmax]
     acc = {t: Comparer() for t in float_tensors}
     flips = {t: _Flips() for t in argmax}
@@ -162,6 +168,12 @@ def measure_tensors(reference: onnx.ModelProto, candidate: onnx.ModelProto,
     figures += [UnitFigures(Unit(t, UnitKind.TENSOR, len(figures) + i, t), None,
                             flip_rate=flips[t].rate()) for i, t in enumerate(argmax)]
     return Measured(tuple(figures), np.concatenate(logits[0]), np.concatenate(logits[1]))
+
+
+def _opener(candidate: SessionSpec | Opener) -> Opener:
+    if isinstance(candidate, SessionSpec):
+        return lambda model, what: open_session(model, candidate, what)
+    return candidate
 
 
 def shared_tensors(reference: onnx.ModelProto, candidate: onnx.ModelProto

@@ -87,8 +87,18 @@ def summary_lines(report: DebugReport) -> list[str]:
     top1 = "" if report.top1_fp32 is None else (
         f"; top-1 FP32 {fmt_pct(report.top1_fp32)}, {report.precision.value} "
         f"{fmt_pct(report.top1_candidate)}")
-    lines = [f"{report.candidate} ({report.precision.value}) vs {report.reference} on "
-             f"{report.images} images: logits {report.logits.describe()}{top1}"]
+    if report.runtime.value == "openvino":
+        pair = (f"{report.candidate} on OpenVINO at {report.precision.value} vs the same "
+                "graph on ONNX Runtime FP32")
+    else:
+        pair = f"{report.candidate} ({report.precision.value}) vs {report.reference}"
+    lines = [f"{pair} on {report.images} images: logits {report.logits.describe()}{top1}"]
+    if report.deployed_logits is not None:
+        top1 = "" if report.top1_deployed is None else \
+            f"; top-1 {report.precision.value} {fmt_pct(report.top1_deployed)}"
+        lines.append("the graph as deployed (no boundary exposed: OpenVINO runs more of a "
+                     "graph with exposed boundaries in FP32, so the per-unit figures may "
+                     f"understate its error): logits {report.deployed_logits.describe()}{top1}")
     if report.ranking:
         lines.append("worst units by the error they add themselves (local SQNR): "
                      + ", ".join(report.ranking[:MARKED]))
@@ -155,7 +165,8 @@ def write_plot(report: DebugReport, path: Path) -> Path:
         _stage_borders([top, bottom], figures)
         bottom.set_xticks(range(len(figures)))
         bottom.set_xticklabels([_short(f) for f in figures], rotation=90, fontsize=7)
-        top.set_title(f"{report.candidate.name} ({report.precision.value}) vs FP32, "
+        where = " on OpenVINO" if report.runtime.value == "openvino" else ""
+        top.set_title(f"{report.candidate.name} ({report.precision.value}{where}) vs FP32, "
                       f"{report.images} images", fontsize=11)
     except BaseException:
         plt.close(fig)

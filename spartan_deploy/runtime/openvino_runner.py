@@ -215,6 +215,30 @@ def _unsupported_ops(core: Any, model: Any) -> set[str]:
             if op.get_friendly_name() not in supported}
 
 
+def compile_graph(core: Any, graph: Any, precision: Precision,
+                  shapes: dict[str, tuple[int, ...]], threads: int | None = None,
+                  what: str = "the graph") -> Any:
+    """An in-memory ONNX graph (``onnx.ModelProto``, edited in place: ArgMax rewritten as
+    for a file) compiled for the CPU plugin at ``precision`` (checked against this CPU) with
+    static input ``shapes`` (every input by name), in the runner's compile config. For graphs
+    with extra outputs or inputs (``spartan debug``); anything OpenVINO cannot read or
+    compile is one line naming ``what``."""
+    hint = check_precision(precision, cpu_capabilities())
+    graph, _ = rewrite_argmax(graph)
+    try:
+        model = core.read_model(graph.SerializeToString())
+        unsupported = _unsupported_ops(core, model)
+        if not unsupported:
+            model.reshape({name: list(shape) for name, shape in shapes.items()})
+            return core.compile_model(model, "CPU", _compile_config(hint, threads))
+    except RuntimeError as err:
+        raise ArtefactLoadError(f"OpenVINO cannot compile {what} ({_message(err)}); run it "
+                                "with --runtime onnxruntime") from None
+    raise ArtefactLoadError(f"OpenVINO's CPU plugin does not support "
+                            f"{', '.join(sorted(unsupported)[:5])} in {what}; run it with "
+                            "--runtime onnxruntime")
+
+
 def _compile_config(hint: str, threads: int | None) -> dict[str, Any]:
     # LATENCY: one stream using every thread, right for one synchronous batch at a time
     # (THROUGHPUT would split the cores into streams that only concurrent requests fill).
