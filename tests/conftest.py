@@ -13,6 +13,35 @@ SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
+def write_digit_pngs(folder: Path, count: int) -> Path:
+    """The first ``count`` digits of the train split as PNGs in ``folder`` (as calib/ holds
+    them)."""
+    from spartan_deploy.data import digit_image, digits_split
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in digits_split("train")[:count]:
+        digit_image(int(index)).save(folder / f"digit_{int(index):04d}.png")
+    return folder
+
+
+def tiny_digits_run_inputs(root: Path, calib_images: int) -> tuple[Path, Path]:
+    """(seeded tiny SpaRTAN checkpoint for digits, folder of ``calib_images`` bundled
+    calibration PNGs), both written under ``root``."""
+    from spartan_deploy.data import DIGITS_DATA_CONFIG
+    from spartan_deploy.model import ModelConfig, SpaRTAN, save_checkpoint
+    from spartan_deploy.paths import bundled_calib_dir
+
+    torch.manual_seed(0)
+    model = SpaRTAN(ModelConfig(layer_depths=(1, 1, 1, 1), dims=(32, 64, 128), init_dim=16,
+                                num_classes=10))
+    weights = save_checkpoint(root / "tiny.pt", model.eval(), DIGITS_DATA_CONFIG)
+    calib = root / "calib"
+    calib.mkdir()
+    for png in sorted(bundled_calib_dir().glob("*.png"))[:calib_images]:
+        shutil.copy(png, calib / png.name)
+    return weights, calib
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Not find_spec("tensorrt"): the stubs package installs an importable empty folder.
     from spartan_deploy.engine.trt import import_tensorrt

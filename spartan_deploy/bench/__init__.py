@@ -14,5 +14,6 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "EvalEntry": "evaluate", "EvalOptions": "evaluate", "EvalReport": "evaluate",
     "run_eval": "evaluate",
     "TimingStats": "stats", "compute_stats": "stats",
-    "BenchOptions": "timing", "RoundTimes": "timing", "time_interleaved": "timing", "BenchResult": "timing", "time_runner": "timing",
+    "BenchOptions": "timing", "BenchResult": "timing", "RoundTimes": "timing",
+    "time_interleaved": "timing", "time_runner": "timing",
 })

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from spartan_deploy._io import library_versions, machine_info
-from spartan_deploy._validate import positive_float, positive_int
+from spartan_deploy._validate import optional_positive_int, positive_float, positive_int
 from spartan_deploy.errors import UsageError
 from spartan_deploy.serve.choices import Protocol
 from spartan_deploy.serve.client import (
@@ -59,8 +59,7 @@ class LoadOptions:
         if self.warmup_s < 0:
             raise UsageError(f"--warmup {self.warmup_s} must be 0 or more seconds")
         positive_int(self.batch, "--batch")
-        if self.max_requests is not None:
-            positive_int(self.max_requests, "--requests")
+        optional_positive_int(self.max_requests, "--requests")
         positive_int(self.check_images, "--check-images")
         positive_float(self.atol, "--atol")
         positive_float(self.request_timeout_s, "request timeout")

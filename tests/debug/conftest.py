@@ -15,6 +15,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from tests.conftest import write_digit_pngs
+
 LAYER_SCALE = 0.3
 CALIB_IMAGES = 20
 LIMIT = 48  # images per debug run: enough for stable SQNR, quick on 2 cores
@@ -34,12 +36,7 @@ def scaled_tiny(tiny_model):
 
 @pytest.fixture(scope="session")
 def debug_calib(tmp_path_factory) -> Path:
-    from spartan_deploy.data import digit_image, digits_split
-
-    folder = tmp_path_factory.mktemp("debug-calib")
-    for index in digits_split("train")[:CALIB_IMAGES]:
-        digit_image(int(index)).save(folder / f"digit_{int(index):04d}.png")
-    return folder
+    return write_digit_pngs(tmp_path_factory.mktemp("debug-calib"), CALIB_IMAGES)
 
 
 @pytest.fixture(scope="session")

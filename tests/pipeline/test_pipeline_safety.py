@@ -6,7 +6,6 @@ is refused before any stage runs."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,11 +17,9 @@ import pytest
 import torch
 
 from spartan_deploy.cli import run
-from spartan_deploy.data import DIGITS_DATA_CONFIG
 from spartan_deploy.errors import BusyError, OutputExistsError
-from spartan_deploy.model import ModelConfig, SpaRTAN, save_checkpoint
 from spartan_deploy.pipeline.orchestrate import Orchestrator, RunInputs
-from tests.conftest import REPO
+from tests.conftest import tiny_digits_run_inputs
 
 torch.set_num_threads(1)
 WAIT_S = 120.0
@@ -31,16 +28,7 @@ WAIT_S = 120.0
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """A tiny checkpoint for digits and an 8-image calibration folder."""
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("safety")
-    model = SpaRTAN(ModelConfig(layer_depths=(1, 1, 1, 1), dims=(32, 64, 128), init_dim=16,
-                                num_classes=10))
-    weights = save_checkpoint(root / "tiny.pt", model.eval(), DIGITS_DATA_CONFIG)
-    calib = root / "calib"
-    calib.mkdir()
-    for png in sorted((REPO / "calib").glob("*.png"))[:8]:
-        shutil.copy(png, calib / png.name)
-    return weights, calib
+    return tiny_digits_run_inputs(tmp_path_factory.mktemp("safety"), 8)
 
 
 def _pipeline(inputs, out: Path, *extra: str) -> list[str]:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import write_digit_pngs
+
 CALIB_IMAGES = 20
 
 
@@ -29,12 +31,7 @@ def q_onnx(tiny_onnx) -> Path:
 @pytest.fixture(scope="session")
 def calib_dir(tmp_path_factory) -> Path:
     """CALIB_IMAGES digits from the train split as PNGs (as calib/ holds them)."""
-    from spartan_deploy.data import digit_image, digits_split
-
-    folder = tmp_path_factory.mktemp("calib")
-    for index in digits_split("train")[:CALIB_IMAGES]:
-        digit_image(int(index)).save(folder / f"digit_{int(index):04d}.png")
-    return folder
+    return write_digit_pngs(tmp_path_factory.mktemp("calib"), CALIB_IMAGES)
 
 
 @pytest.fixture(scope="session")

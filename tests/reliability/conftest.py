@@ -6,17 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import write_digit_pngs
+
 CALIB_IMAGES = 16
 
 
 @pytest.fixture(scope="session")
 def digits_pngs(tmp_path_factory) -> Path:
-    from spartan_deploy.data import digit_image, digits_split
-
-    folder = tmp_path_factory.mktemp("digits-pngs")
-    for index in digits_split("train")[:CALIB_IMAGES]:
-        digit_image(int(index)).save(folder / f"digit_{int(index):04d}.png")
-    return folder
+    return write_digit_pngs(tmp_path_factory.mktemp("digits-pngs"), CALIB_IMAGES)
 
 
 @pytest.fixture(scope="session")

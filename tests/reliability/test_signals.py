@@ -84,14 +84,21 @@ _WRITER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGXCPU,
-                                 signal.SIGUSR1])
-def test_signal_while_writing_leaves_no_temporaries(tmp_path, sig):
-    tmpdir, target = tmp_path / "tmp", tmp_path / "out" / "model.onnx"
+def _start_writer(tmpdir: Path, target: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """A child process that is mid-way through writing ``target`` (see _WRITER), with its
+    temp folder at ``tmpdir``; returns it and its environment."""
     tmpdir.mkdir()
     env = {**os.environ, "TMPDIR": str(tmpdir)}
     proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, env
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGXCPU,
+                                 signal.SIGUSR1])
+def test_signal_while_writing_leaves_no_temporaries(tmp_path, sig):
+    tmpdir, target = tmp_path / "tmp", tmp_path / "out" / "model.onnx"
+    proc, _ = _start_writer(tmpdir, target)
     assert proc.stdout.readline().strip() == "writing"
     assert _temporaries(target.parent) and _scratch(tmpdir)  # the files the signal must undo
     proc.send_signal(sig)
@@ -104,10 +111,7 @@ def test_signal_while_writing_leaves_no_temporaries(tmp_path, sig):
 def test_leftovers_of_a_killed_run_are_swept_by_the_next_run(tmp_path):
     """SIGKILL cannot be caught: the temporaries stay, and the next command removes them."""
     tmpdir, target = tmp_path / "tmp", tmp_path / "out" / "model.onnx"
-    tmpdir.mkdir()
-    env = {**os.environ, "TMPDIR": str(tmpdir)}
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, env = _start_writer(tmpdir, target)
     assert proc.stdout.readline().strip() == "writing"
     proc.kill()
     proc.communicate(timeout=WAIT_S)
@@ -125,10 +129,7 @@ def test_leftovers_of_a_killed_run_are_swept_by_the_next_run(tmp_path):
 def test_temporaries_of_a_live_run_are_kept(tmp_path):
     """The sweep never takes files from a run that is still working (pid alive, lock held)."""
     tmpdir, target = tmp_path / "tmp", tmp_path / "out" / "model.onnx"
-    tmpdir.mkdir()
-    env = {**os.environ, "TMPDIR": str(tmpdir)}
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, _ = _start_writer(tmpdir, target)
     try:
         assert proc.stdout.readline().strip() == "writing"
         live_tmp, live_scratch = _temporaries(target.parent), _scratch(tmpdir)
